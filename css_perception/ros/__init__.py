@@ -1,0 +1,1 @@
+"""rclpy shells: the segmentation node, the bag player and the command line."""
