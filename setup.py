@@ -25,7 +25,6 @@ setup(
     maintainer_email='css-perception@users.noreply.github.com',
     description='Live LiDAR and camera semantic segmentation with ONNX Runtime, and models that learn new classes.',
     license='Apache-2.0',
-    tests_require=['pytest'],
     entry_points={
         'console_scripts': [
             'css-perception = css_perception.ros.cli:main',

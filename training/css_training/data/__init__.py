@@ -1,0 +1,1 @@
+"""Recorded data for training: bag and SemanticKITTI readers, poses, caching, multi-scan fusion."""
