@@ -15,9 +15,9 @@ INSTANCE_SHIFT = 16
 class LidarScan(NamedTuple):
     """One scan in the sensor frame.
 
-    ``points`` (N, 4) float32 x, y, z, intensity. ``labels`` (N,) uint32, SemanticKITTI convention (low 16 bits
-    ontology id, high 16 bits instance id), or None when unlabelled. ``pose`` (4, 4) float64 sensor -> odom at the
-    scan stamp, or None when the recording has no poses.
+    ``points`` (N, 4) float32 x, y, z, intensity. ``labels`` (N,) uint32, SemanticKITTI convention
+    (low 16 bits ontology id, high 16 bits instance id), or None when unlabelled. ``pose`` (4, 4) float64
+    sensor -> odom at the scan stamp, or None when the recording has no poses.
     """
 
     stamp_ns: int
