@@ -143,7 +143,9 @@ class ModelMetadata:
         try:
             raw = {key[len(PREFIX) :]: json.loads(value) for key, value in props.items() if key.startswith(PREFIX)}
             modality = Modality(raw['modality'])
-            classes = tuple(ClassInfo(int(c['id']), str(c['name']), tuple(int(v) for v in c['color'])) for c in raw['classes'])
+            classes = tuple(
+                ClassInfo(int(c['id']), str(c['name']), tuple(int(v) for v in c['color'])) for c in raw['classes']
+            )
             spec_cls = LidarInputSpec if modality is Modality.LIDAR else CameraInputSpec
             spec_raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw['input_spec'].items()}
             input_spec = spec_cls(**spec_raw)

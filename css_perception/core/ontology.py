@@ -65,7 +65,7 @@ def find_classes_file() -> Path:
     if DEFAULT_CLASSES_FILE.exists():
         return DEFAULT_CLASSES_FILE
     try:
-        from ament_index_python.packages import get_package_share_directory  # noqa: PLC0415 - only on robots
+        from ament_index_python.packages import get_package_share_directory
 
         return Path(get_package_share_directory('css_perception')) / 'config' / 'classes.yaml'
     except (ImportError, LookupError) as err:
