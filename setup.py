@@ -17,7 +17,15 @@ setup(
         (f'share/{PACKAGE}/config', glob('config/*.yaml') + glob('config/*.rviz')),
     ],
     # rclpy and the message packages come from ROS (package.xml), never from here.
-    install_requires=['setuptools', 'numpy>=1.24', 'onnx>=1.15', 'onnxruntime>=1.17', 'pyyaml', 'rosbags>=0.10', 'pillow'],
+    install_requires=[
+        'setuptools',
+        'numpy>=1.24',
+        'onnxruntime>=1.17',
+        'pyyaml',
+        'rosbags>=0.10',
+        'pillow',
+        'watchdog>=3',
+    ],
     extras_require={'gpu': ['onnxruntime-gpu>=1.17']},
     python_requires='>=3.10',
     zip_safe=True,

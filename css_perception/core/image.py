@@ -1,0 +1,124 @@
+"""``sensor_msgs/Image`` and ``CompressedImage`` <-> numpy arrays.
+
+Rows may be padded (``step`` > ``width * bytes per pixel``) and 16-bit data may be big-endian; both are handled
+with views and one conversion, never per-pixel Python. Functions take any object with the message's attributes.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from css_perception.core.errors import ConversionError
+
+__all__ = ['ENCODINGS', 'ImageData', 'array_to_image', 'compressed_to_rgb8', 'image_to_array', 'to_rgb8']
+
+# encoding -> (channel dtype, channels). 8UC1/16UC1 are the generic names drivers use for mono data.
+ENCODINGS: dict[str, tuple[np.dtype, int]] = {
+    'rgb8': (np.dtype(np.uint8), 3),
+    'bgr8': (np.dtype(np.uint8), 3),
+    'rgba8': (np.dtype(np.uint8), 4),
+    'bgra8': (np.dtype(np.uint8), 4),
+    'mono8': (np.dtype(np.uint8), 1),
+    'mono16': (np.dtype(np.uint16), 1),
+    '8UC1': (np.dtype(np.uint8), 1),
+    '16UC1': (np.dtype(np.uint16), 1),
+}
+# Channel order that turns each colour encoding into RGB.
+_TO_RGB: dict[str, list[int]] = {'rgb8': [0, 1, 2], 'bgr8': [2, 1, 0], 'rgba8': [0, 1, 2], 'bgra8': [2, 1, 0]}
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """The wire form of an Image without its header; ``ros.messages`` turns it into a message."""
+
+    height: int
+    width: int
+    encoding: str
+    is_bigendian: bool
+    step: int
+    data: bytes
+
+
+def _layout(encoding: str) -> tuple[np.dtype, int]:
+    try:
+        return ENCODINGS[encoding]
+    except KeyError:
+        known = ', '.join(ENCODINGS)
+        raise ConversionError(f'unsupported image encoding {encoding!r}; supported: {known}') from None
+
+
+def image_to_array(msg: Any) -> np.ndarray:
+    """(H, W) for single-channel encodings, else (H, W, C), in native byte order.
+
+    Raises:
+        ConversionError: unknown encoding, ``step`` too small, or data length not ``step * height``.
+    """
+    dtype, channels = _layout(msg.encoding)
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    row_bytes = width * channels * dtype.itemsize
+    if step < row_bytes:
+        msg_ = f'step {step} is smaller than width {width} x {channels * dtype.itemsize} bytes for {msg.encoding}'
+        raise ConversionError(msg_)
+    data = msg.data if isinstance(msg.data, bytes | bytearray | memoryview | np.ndarray) else bytes(msg.data)
+    raw = np.frombuffer(data, np.uint8)
+    if raw.size != step * height:
+        msg_ = f'data is {raw.size} bytes, but height {height} x step {step} = {step * height} ({msg.encoding})'
+        raise ConversionError(msg_)
+    order = '>' if msg.is_bigendian else '<'
+    rows = raw.reshape(height, step)[:, :row_bytes]
+    arr = np.ascontiguousarray(rows).view(dtype.newbyteorder(order) if dtype.itemsize > 1 else dtype)
+    arr = arr.reshape((height, width) if channels == 1 else (height, width, channels))
+    return arr.astype(dtype, copy=False) if arr.dtype != dtype else arr
+
+
+def to_rgb8(arr: np.ndarray, encoding: str) -> np.ndarray:
+    """An (H, W, 3) uint8 RGB image from an array in ``encoding`` (mono16 keeps its high byte)."""
+    dtype, channels = _layout(encoding)
+    if arr.dtype != dtype or (arr.ndim == 3 and arr.shape[2] != channels) or arr.ndim != (2 if channels == 1 else 3):
+        raise ConversionError(f'array of shape {arr.shape}, dtype {arr.dtype} is not {encoding}')
+    if channels == 1:
+        grey = (arr >> 8).astype(np.uint8) if dtype.itemsize == 2 else arr
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.ascontiguousarray(arr[..., _TO_RGB[encoding]])
+
+
+def array_to_image(arr: np.ndarray, encoding: str) -> ImageData:
+    """Pack an array as ``encoding`` (unpadded rows, native byte order).
+
+    Raises:
+        ConversionError: the array's dtype or channel count does not match the encoding.
+    """
+    dtype, channels = _layout(encoding)
+    shape_ok = arr.ndim == 2 if channels == 1 else arr.ndim == 3 and arr.shape[2] == channels
+    if arr.dtype != dtype or not shape_ok:
+        msg = f'{encoding} needs {channels} channel(s) of {dtype}, got shape {arr.shape} of {arr.dtype}'
+        raise ConversionError(msg)
+    height, width = arr.shape[:2]
+    return ImageData(
+        height=int(height),
+        width=int(width),
+        encoding=encoding,
+        is_bigendian=sys.byteorder == 'big' and dtype.itemsize > 1,
+        step=int(width * channels * dtype.itemsize),
+        data=np.ascontiguousarray(arr).tobytes(),
+    )
+
+
+def compressed_to_rgb8(fmt: str, data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
+    """Decode a ``CompressedImage`` (jpeg or png, as its ``format`` says) to (H, W, 3) uint8 RGB with Pillow.
+
+    Raises:
+        ConversionError: the bytes are not a decodable image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(bytes(data))) as img:
+            return np.asarray(img.convert('RGB'))
+    except (UnidentifiedImageError, OSError) as err:
+        raise ConversionError(f'compressed image ({fmt or "no format"}) cannot be decoded: {err}') from err

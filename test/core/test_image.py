@@ -1,0 +1,125 @@
+"""Image conversions over every encoding, padded rows, big-endian 16-bit, compressed images, malformed messages."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from css_perception.core.errors import ConversionError
+from css_perception.core.image import (
+    ENCODINGS,
+    ImageData,
+    array_to_image,
+    compressed_to_rgb8,
+    image_to_array,
+    to_rgb8,
+)
+
+
+def _random_array(encoding: str, height: int, width: int, seed: int) -> np.ndarray:
+    dtype, channels = ENCODINGS[encoding]
+    shape = (height, width) if channels == 1 else (height, width, channels)
+    return np.random.default_rng(seed).integers(0, np.iinfo(dtype).max + 1, shape).astype(dtype)
+
+
+@given(
+    encoding=st.sampled_from(sorted(ENCODINGS)),
+    height=st.integers(1, 9),
+    width=st.integers(1, 9),
+    pad=st.integers(0, 7),
+    seed=st.integers(0, 2**32 - 1),
+)
+@settings(max_examples=150, deadline=None)
+def test_round_trip_with_padded_rows(encoding, height, width, pad, seed) -> None:
+    arr = _random_array(encoding, height, width, seed)
+    img = array_to_image(arr, encoding)
+    assert (img.height, img.width, img.encoding) == (height, width, encoding)
+    np.testing.assert_array_equal(image_to_array(img), arr)
+    rows = np.frombuffer(img.data, np.uint8).reshape(height, img.step)
+    padded = np.concatenate([rows, np.full((height, pad), 0xAB, np.uint8)], axis=1)
+    np.testing.assert_array_equal(image_to_array(replace(img, step=img.step + pad, data=padded.tobytes())), arr)
+
+
+def test_big_endian_mono16_is_converted() -> None:
+    values = np.array([[1, 256], [4660, 65535]], np.uint16)
+    img = ImageData(2, 2, 'mono16', True, 4, values.astype('>u2').tobytes())
+    out = image_to_array(img)
+    assert out.dtype == np.uint16
+    np.testing.assert_array_equal(out, values)
+
+
+@pytest.mark.parametrize(
+    ('encoding', 'pixel', 'rgb'),
+    [
+        ('rgb8', [10, 20, 30], [10, 20, 30]),
+        ('bgr8', [10, 20, 30], [30, 20, 10]),
+        ('rgba8', [10, 20, 30, 40], [10, 20, 30]),
+        ('bgra8', [10, 20, 30, 40], [30, 20, 10]),
+        ('mono8', 77, [77, 77, 77]),
+        ('mono16', 0x1234, [0x12, 0x12, 0x12]),
+    ],
+)
+def test_to_rgb8(encoding: str, pixel, rgb) -> None:
+    dtype, _ = ENCODINGS[encoding]
+    arr = np.broadcast_to(np.array(pixel, dtype), (2, 3, *np.shape(pixel))).copy()
+    out = to_rgb8(arr, encoding)
+    assert out.shape == (2, 3, 3)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out[1, 2], rgb)
+
+
+@pytest.mark.parametrize('fmt', ['png', 'jpeg'])
+def test_compressed_decodes(fmt: str) -> None:
+    arr = np.zeros((8, 12, 3), np.uint8)
+    arr[:, 6:] = [200, 100, 50]
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format=fmt.upper())
+    out = compressed_to_rgb8(fmt, buf.getvalue())
+    assert out.shape == (8, 12, 3)
+    error = np.abs(out.astype(int) - arr)
+    assert (error.max() if fmt == 'png' else error.mean()) <= (0 if fmt == 'png' else 4)
+
+
+def test_compressed_garbage_raises() -> None:
+    with pytest.raises(ConversionError, match='cannot be decoded'):
+        compressed_to_rgb8('jpeg', b'not an image')
+
+
+_GOOD = array_to_image(np.zeros((4, 5, 3), np.uint8), 'rgb8')
+
+
+@pytest.mark.parametrize(
+    ('img', 'message'),
+    [
+        (replace(_GOOD, encoding='yuv422'), "unsupported image encoding 'yuv422'"),
+        (replace(_GOOD, step=14), 'step 14 is smaller'),
+        (replace(_GOOD, data=_GOOD.data[:-1]), 'data is 59 bytes'),
+        (replace(_GOOD, height=5), 'data is 60 bytes'),
+    ],
+)
+def test_malformed_image_raises(img: ImageData, message: str) -> None:
+    with pytest.raises(ConversionError, match=message):
+        image_to_array(img)
+
+
+def test_array_encoding_mismatch_raises() -> None:
+    with pytest.raises(ConversionError, match='mono16 needs 1 channel'):
+        array_to_image(np.zeros((2, 2), np.uint8), 'mono16')
+    with pytest.raises(ConversionError, match='is not rgb8'):
+        to_rgb8(np.zeros((2, 2), np.uint8), 'rgb8')
+
+
+def test_real_sensor_msgs_image() -> None:
+    from sensor_msgs.msg import Image as ImageMsg
+
+    arr = _random_array('bgr8', 4, 6, 1)
+    img = array_to_image(arr, 'bgr8')
+    msg = ImageMsg(height=img.height, width=img.width, encoding=img.encoding, is_bigendian=0, step=img.step,
+                   data=img.data)
+    np.testing.assert_array_equal(to_rgb8(image_to_array(msg), msg.encoding), arr[..., ::-1])
