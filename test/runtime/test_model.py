@@ -1,0 +1,87 @@
+"""Loading models in real ONNX Runtime: good ones serve, each broken one is refused with a reason."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from support.onnx_models import camera_metadata, lidar_metadata, write_model
+
+from css_perception.runtime.errors import ModelLoadError, ModelValidationError
+from css_perception.runtime.model import SegmentationModel, choose_providers
+from css_perception.runtime.segmenter import make_segmenter
+
+
+def test_good_model_loads_on_cpu(tmp_path) -> None:
+    model = SegmentationModel.load(write_model(tmp_path / 'm.onnx', lidar_metadata()))
+    assert model.provider == 'CPUExecutionProvider'
+    assert model.metadata.class_ids == (0, 40, 10)
+    assert model.infer(model.representative_input()).shape == (1, 3, 16, 64)
+
+
+def test_unavailable_providers_fall_back_to_cpu() -> None:
+    assert choose_providers(['NoSuchExecutionProvider', 'CUDAExecutionProvider'])[-1] == 'CPUExecutionProvider'
+    assert 'NoSuchExecutionProvider' not in choose_providers(['NoSuchExecutionProvider'])
+
+
+def test_missing_file(tmp_path) -> None:
+    with pytest.raises(ModelLoadError, match='does not exist'):
+        SegmentationModel.load(tmp_path / 'nope.onnx')
+
+
+def test_truncated_and_garbage_files(tmp_path) -> None:
+    good = write_model(tmp_path / 'm.onnx', lidar_metadata()).read_bytes()
+    (tmp_path / 'cut.onnx').write_bytes(good[: len(good) // 2])
+    (tmp_path / 'junk.onnx').write_bytes(b'\x00junk' * 100)
+    for name in ('cut.onnx', 'junk.onnx'):
+        with pytest.raises(ModelLoadError, match='not a loadable ONNX model'):
+            SegmentationModel.load(tmp_path / name)
+
+
+def test_missing_metadata_names_every_key(tmp_path) -> None:
+    path = write_model(tmp_path / 'm.onnx', lidar_metadata(), drop_props=('classes', 'input_spec'))
+    with pytest.raises(ModelValidationError, match=r'missing css\.classes, css\.input_spec'):
+        SegmentationModel.load(path)
+
+
+def test_output_channels_must_match_classes(tmp_path) -> None:
+    path = write_model(tmp_path / 'm.onnx', camera_metadata(), out_channels=5)
+    with pytest.raises(ModelValidationError, match='5 output channels but 3 classes'):
+        SegmentationModel.load(path)
+
+
+def test_input_size_must_match_metadata(tmp_path) -> None:
+    path = write_model(tmp_path / 'm.onnx', lidar_metadata(height=16))
+    model = onnx.load_from_string(path.read_bytes())  # same graph; the metadata now claims a 32-row input
+    for prop in model.metadata_props:
+        if prop.key == 'css.input_spec':
+            prop.value = prop.value.replace('"height": 16', '"height": 32')
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(ModelValidationError, match='input height 16 != 32'):
+        SegmentationModel.load(path)
+
+
+def test_nan_model_is_refused_at_warm_up(tmp_path) -> None:
+    with pytest.raises(ModelValidationError, match='non-finite'):
+        SegmentationModel.load(write_model(tmp_path / 'm.onnx', lidar_metadata(), nan=True))
+
+
+def test_lidar_segmenter_labels_every_point(tmp_path) -> None:
+    seg = make_segmenter(SegmentationModel.load(write_model(tmp_path / 'm.onnx', lidar_metadata(), winner=2)))
+    points = np.random.default_rng(0).uniform(-20, 20, (500, 3)).astype(np.float32)
+    points[:5] = np.nan
+    result = seg.segment(points, np.ones(500, np.float32))
+    assert result.labels.dtype == np.uint16
+    np.testing.assert_array_equal(result.labels[:5], 0)
+    np.testing.assert_array_equal(result.labels[5:], 10)
+    assert (result.scores[5:] > 0.9).all()
+    assert result.scores[:5].sum() == 0
+    assert set(result.timings) == {'project', 'infer', 'back_project'}
+
+
+def test_camera_segmenter_returns_frame_sized_labels(tmp_path) -> None:
+    seg = make_segmenter(SegmentationModel.load(write_model(tmp_path / 'm.onnx', camera_metadata(), winner=1)))
+    result = seg.segment(np.random.default_rng(0).integers(0, 255, (45, 70, 3), dtype=np.uint8))
+    assert result.labels.shape == (45, 70)
+    assert (result.labels == 40).all()
+    assert result.scores.shape == (45, 70)
