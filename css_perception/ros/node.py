@@ -1,0 +1,389 @@
+"""The live segmentation node: LiDAR scans and camera frames in, labels, overlays, legend and diagnostics out.
+
+Topics (relative names; the launch file remaps the inputs):
+
+- in  ``points`` (PointCloud2), ``image`` (Image): best effort, keep last 1, so a slow model drops stale frames
+  instead of queueing them.
+- out ``~/lidar/points``: the input cloud's fields + ``label`` (uint16 ontology id) + ``rgb`` (packed float32, RViz's
+  RGB8) + ``score`` (float32), with the input header. ``~/camera/labels`` (mono16/mono8 ids) and
+  ``~/camera/overlay`` (rgb8), input header. ``~/legend`` (MarkerArray) and ``~/legend_json`` (latched String).
+  ``~/provenance`` (String): one JSON per processed frame with its stamp, frame id and the model version that
+  produced its outputs -- how each output says which model made it, without bending its header.
+  ``/diagnostics``: per modality rate, latency percentiles per stage, counters, model version, provider.
+- services ``~/reload_model`` (std_srvs/Trigger: re-validate the registry's CURRENT now) and ``~/model_info``.
+
+Models come from an explicit path or from the registry's ``CURRENT``; in registry mode a watcher validates new
+versions in its own thread and the swap is one reference assignment that frame callbacks read once per frame.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, PointCloud2
+from std_msgs.msg import Header, String
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
+
+from css_perception.core.errors import CoreError
+from css_perception.core.image import array_to_image, image_to_array, to_rgb8
+from css_perception.core.metadata import Modality
+from css_perception.core.ontology import colour_lut, pack_rgb
+from css_perception.core.pointcloud import array_to_cloud, cloud_to_array, with_fields, xyz_intensity
+from css_perception.ros.messages import (
+    cloud_message,
+    diagnostic_status,
+    image_message,
+    legend_json,
+    legend_markers,
+    overlay,
+)
+from css_perception.ros.params import ConfigError, NodeConfig, declare_and_read
+from css_perception.runtime.errors import RuntimeModelError
+from css_perception.runtime.hotswap import RegistryWatcher, Segmenter, SwapDecision
+from css_perception.runtime.model import SegmentationModel
+from css_perception.runtime.registry import Registry
+from css_perception.runtime.segmenter import make_segmenter
+from css_perception.runtime.stats import LatencyWindow, RateMeter
+
+__all__ = ['SegmentationNode', 'main']
+
+STAGES = {
+    Modality.LIDAR: ('decode', 'project', 'infer', 'back_project', 'publish', 'total'),
+    Modality.CAMERA: ('decode', 'preprocess', 'infer', 'postprocess', 'publish', 'total'),
+}
+
+
+class Serving(NamedTuple):
+    """What serves one modality; replaced as a whole, so a frame never mixes two models."""
+
+    segmenter: Segmenter
+    lut: np.ndarray
+
+
+@dataclass
+class ModalityState:
+    modality: Modality
+    serving: Serving | None = None
+    latency: dict[str, LatencyWindow] = field(default_factory=dict)
+    rate: RateMeter = field(default_factory=RateMeter)
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(('frames_in', 'frames_out', 'dropped', 'skipped', 'errors'), 0)
+    )
+    last_error: str = ''
+    refused: tuple[str, str] = ('', '')
+    canary: Any = None
+    watcher: RegistryWatcher | None = None
+
+    def __post_init__(self) -> None:
+        self.latency = {stage: LatencyWindow() for stage in STAGES[self.modality]}
+
+
+class SegmentationNode(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__('segment_node', **kwargs)
+        self.config: NodeConfig = declare_and_read(self)
+        cfg = self.config
+        self.registry = Registry(cfg.model_dir)
+        reliable = cfg.output_reliability == 'reliable'
+        reliability = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
+        # Explicit depth 1: the stock SensorDataQoS keeps 5, which would queue stale scans behind a slow model.
+        sensor_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+        out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=reliability)
+        latched = QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
+        self.states: dict[Modality, ModalityState] = {}
+        self._frame_id = 'base_link'
+        self._legend_frame = ''
+        self._legend_lock = threading.Lock()
+        self.pub_legend = self.create_publisher(MarkerArray, '~/legend', latched)
+        self.pub_legend_json = self.create_publisher(String, '~/legend_json', latched)
+        self.pub_provenance = self.create_publisher(String, '~/provenance', out_qos)
+        self.pub_diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        if cfg.enable_lidar:
+            self.states[Modality.LIDAR] = ModalityState(Modality.LIDAR)
+            self.pub_cloud = self.create_publisher(PointCloud2, '~/lidar/points', out_qos)
+            self.create_subscription(PointCloud2, 'points', self._on_cloud, sensor_qos,
+                                     callback_group=MutuallyExclusiveCallbackGroup())
+        if cfg.enable_camera:
+            self.states[Modality.CAMERA] = ModalityState(Modality.CAMERA)
+            self.pub_labels = self.create_publisher(Image, '~/camera/labels', out_qos)
+            self.pub_overlay = self.create_publisher(Image, '~/camera/overlay', out_qos)
+            self.create_subscription(Image, 'image', self._on_image, sensor_qos,
+                                     callback_group=MutuallyExclusiveCallbackGroup())
+        services = ReentrantCallbackGroup()
+        self.create_service(Trigger, '~/reload_model', self._on_reload, callback_group=services)
+        self.create_service(Trigger, '~/model_info', self._on_model_info, callback_group=services)
+        self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics, callback_group=services)
+        for state in self.states.values():
+            self._start_model(state)
+        self._publish_legend()
+
+    # -- models -------------------------------------------------------------------------------------------------
+    def _start_model(self, state: ModalityState) -> None:
+        explicit = self.config.lidar_model if state.modality is Modality.LIDAR else self.config.camera_model
+        if explicit:
+            try:
+                model = SegmentationModel.load(explicit, self.config.providers)
+                if model.metadata.modality is not state.modality:
+                    raise RuntimeModelError(f'{explicit} is a {model.metadata.modality.value} model')
+                self._install(state, make_segmenter(model))
+            except (RuntimeModelError, CoreError) as err:
+                state.last_error = str(err)
+                self.get_logger().error(f'{state.modality.value} model refused: {err}')
+            return
+        state.watcher = RegistryWatcher(
+            self.registry,
+            state.modality,
+            self._on_decision,
+            providers=self.config.providers,
+            poll_s=self.config.registry_poll_s,
+            canary=lambda: state.canary,
+        )
+        if state.watcher.check() is None and state.serving is None:
+            self.get_logger().warning(
+                f'no {state.modality.value} model in {self.registry.directory(state.modality)}; waiting for one'
+            )
+        if self.config.watch_registry:
+            state.watcher.start()
+
+    def _install(self, state: ModalityState, segmenter: Segmenter) -> None:
+        state.serving = Serving(segmenter, colour_lut(segmenter.metadata.classes))  # the swap: one assignment
+        meta = segmenter.metadata
+        self.get_logger().info(
+            f'{state.modality.value} model {meta.version} serving on {segmenter.model.provider}: '
+            f'{len(meta.classes)} classes ({", ".join(c.name for c in meta.classes)})'
+        )
+
+    def _on_decision(self, decision: SwapDecision) -> None:
+        state = self.states[decision.modality]
+        if decision.accepted and decision.segmenter is not None:
+            self._install(state, decision.segmenter)
+            state.refused = ('', '')
+            self._publish_legend()
+        else:
+            state.refused = (decision.version, decision.reason)
+            self.get_logger().warning(
+                f'{decision.modality.value} model {decision.version} refused, old model keeps serving: '
+                f'{decision.reason}'
+            )
+
+    # -- frames -------------------------------------------------------------------------------------------------
+    def _begin(self, state: ModalityState, wanted: bool) -> Serving | None:
+        state.counts['frames_in'] += 1
+        state.rate.tick()
+        serving = state.serving  # read once: this frame is processed wholly by this model
+        if serving is None:
+            state.counts['dropped'] += 1
+        elif not wanted:
+            state.counts['skipped'] += 1
+            return None
+        return serving
+
+    def _bad_frame(self, state: ModalityState, err: Exception) -> None:
+        state.counts['errors'] += 1
+        state.last_error = str(err)
+        self.get_logger().warning(f'{state.modality.value} frame skipped: {err}', throttle_duration_sec=5.0)
+
+    def _finish(self, state: ModalityState, header: Header, serving: Serving, times: dict[str, float]) -> None:
+        if self.pub_provenance.get_subscription_count():
+            meta = serving.segmenter.metadata
+            info = {
+                'modality': state.modality.value,
+                'stamp': {'sec': header.stamp.sec, 'nanosec': header.stamp.nanosec},
+                'frame_id': header.frame_id,
+                'model_version': meta.version,
+                'provider': serving.segmenter.model.provider,
+            }
+            self.pub_provenance.publish(String(data=json.dumps(info)))
+        for stage, seconds in times.items():
+            state.latency[stage].add(seconds)
+        state.counts['frames_out'] += 1
+
+    def _on_cloud(self, msg: PointCloud2) -> None:
+        state = self.states[Modality.LIDAR]
+        t0 = time.perf_counter()
+        serving = self._begin(state, self.pub_cloud.get_subscription_count() > 0)
+        if serving is None:
+            return
+        self._frame_id = msg.header.frame_id or self._frame_id
+        try:
+            arr = cloud_to_array(msg)
+            xyz, intensity = xyz_intensity(arr)
+            t1 = time.perf_counter()
+            result = serving.segmenter.segment(xyz, intensity)
+            t2 = time.perf_counter()
+            out = with_fields(arr, label=result.labels, rgb=pack_rgb(serving.lut[result.labels]), score=result.scores)
+            self.pub_cloud.publish(cloud_message(array_to_cloud(out), msg.header))
+        except (CoreError, RuntimeModelError) as err:
+            self._bad_frame(state, err)
+            return
+        except Exception as err:
+            self._bad_frame(state, RuntimeError(f'inference failed: {err}'))
+            return
+        state.canary = (xyz, intensity)
+        t3 = time.perf_counter()
+        times = {'decode': t1 - t0, **result.timings, 'publish': t3 - t2, 'total': t3 - t0}
+        self._finish(state, msg.header, serving, times)
+
+    def _on_image(self, msg: Image) -> None:
+        state = self.states[Modality.CAMERA]
+        t0 = time.perf_counter()
+        want_labels = self.pub_labels.get_subscription_count() > 0
+        want_overlay = self.pub_overlay.get_subscription_count() > 0
+        serving = self._begin(state, want_labels or want_overlay)
+        if serving is None:
+            return
+        try:
+            rgb = to_rgb8(image_to_array(msg), msg.encoding)
+            t1 = time.perf_counter()
+            result = serving.segmenter.segment(rgb)
+            t2 = time.perf_counter()
+            if want_labels:
+                encoding = self.config.label_image_encoding
+                ids = result.labels if encoding == 'mono16' else np.minimum(result.labels, 255).astype(np.uint8)
+                self.pub_labels.publish(image_message(array_to_image(ids, encoding), msg.header))
+            if want_overlay:
+                blended = overlay(rgb, result.labels, serving.lut, self.config.overlay_alpha)
+                self.pub_overlay.publish(image_message(array_to_image(blended, 'rgb8'), msg.header))
+        except (CoreError, RuntimeModelError) as err:
+            self._bad_frame(state, err)
+            return
+        except Exception as err:
+            self._bad_frame(state, RuntimeError(f'inference failed: {err}'))
+            return
+        state.canary = rgb
+        t3 = time.perf_counter()
+        times = {'decode': t1 - t0, **result.timings, 'publish': t3 - t2, 'total': t3 - t0}
+        self._finish(state, msg.header, serving, times)
+
+    # -- legend, diagnostics, services --------------------------------------------------------------------------
+    def _publish_legend(self) -> None:
+        with self._legend_lock:
+            served = {
+                m.value: (s.serving.segmenter.metadata if s.serving else None) for m, s in self.states.items()
+            }
+            self.pub_legend_json.publish(String(data=legend_json(served)))
+            markers = MarkerArray()
+            self._legend_frame = self._frame_id
+            header = Header(frame_id=self._frame_id, stamp=self.get_clock().now().to_msg())
+            for modality, meta in served.items():
+                if meta is not None:
+                    markers.markers.extend(legend_markers(meta, header, f'css_legend_{modality}').markers)
+            self.pub_legend.publish(markers)
+
+    def _status(self, state: ModalityState) -> Any:
+        warn_ms, error_ms = (
+            (self.config.lidar_latency_warn_ms, self.config.lidar_latency_error_ms)
+            if state.modality is Modality.LIDAR
+            else (self.config.camera_latency_warn_ms, self.config.camera_latency_error_ms)
+        )
+        p95_ms = state.latency['total'].p95 * 1e3
+        serving = state.serving
+        values: dict[str, Any] = {'rate_hz': f'{state.rate.rate():.2f}'}
+        for stage, window in state.latency.items():
+            values[f'latency_{stage}_p50_ms'] = f'{window.p50 * 1e3:.2f}'
+            values[f'latency_{stage}_p95_ms'] = f'{window.p95 * 1e3:.2f}'
+        values.update(state.counts)
+        meta = serving.segmenter.metadata if serving else None
+        values.update({
+            'last_error': state.last_error,
+            'model_version': meta.version if meta else '',
+            'model_path': str(serving.segmenter.model.path) if serving else '',
+            'provider': serving.segmenter.model.provider if serving else '',
+            'refused_version': state.refused[0],
+            'refused_reason': state.refused[1],
+        })
+        if serving is None:
+            level, message = 'WARN', 'no model loaded; frames are dropped'
+        elif p95_ms > error_ms:
+            level, message = 'ERROR', f'latency p95 {p95_ms:.1f} ms > {error_ms:g} ms'
+        elif p95_ms > warn_ms:
+            level, message = 'WARN', f'latency p95 {p95_ms:.1f} ms > {warn_ms:g} ms'
+        elif state.refused[0]:
+            level, message = 'WARN', f'model {state.refused[0]} refused: {state.refused[1]}'
+        else:
+            level, message = 'OK', f'model {meta.version} on {serving.segmenter.model.provider}'
+        return diagnostic_status(f'css_perception: {state.modality.value}', level, message, values)
+
+    def _publish_diagnostics(self) -> None:
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [self._status(state) for state in self.states.values()]
+        self.pub_diagnostics.publish(array)
+        if self._frame_id != self._legend_frame:  # the legend follows the sensor's frame for RViz
+            self._publish_legend()
+
+    def _on_reload(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        lines, ok = [], True
+        for state in self.states.values():
+            if state.watcher is None:
+                lines.append(f'{state.modality.value}: explicit model path, not reloadable from the registry')
+                continue
+            decision = state.watcher.check(force=True)
+            if decision is None:
+                lines.append(f'{state.modality.value}: nothing published in the registry')
+                ok = False
+            else:
+                ok &= decision.accepted
+                verdict = 'accepted' if decision.accepted else 'refused'
+                lines.append(f'{state.modality.value}: {decision.version} {verdict}: {decision.reason}')
+        response.success, response.message = ok, '\n'.join(lines)
+        return response
+
+    def _on_model_info(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        info = {}
+        for modality, state in self.states.items():
+            serving = state.serving
+            if serving is None:
+                info[modality.value] = None
+                continue
+            meta = serving.segmenter.metadata
+            info[modality.value] = {
+                'version': meta.version,
+                'parent_version': meta.parent_version,
+                'path': str(serving.segmenter.model.path),
+                'provider': serving.segmenter.model.provider,
+                'classes': [{'id': c.id, 'name': c.name} for c in meta.classes],
+                'refused_version': state.refused[0] or None,
+            }
+        response.success, response.message = True, json.dumps(info)
+        return response
+
+    def destroy_node(self) -> None:
+        for state in self.states.values():
+            if state.watcher is not None:
+                state.watcher.stop()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = SegmentationNode()
+    except ConfigError as err:
+        rclpy.logging.get_logger('segment_node').fatal(str(err))
+        rclpy.try_shutdown()
+        return 2
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

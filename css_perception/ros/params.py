@@ -1,0 +1,104 @@
+"""The node's ROS parameters: one table gives name, default, description and check; ``NodeConfig`` is its value.
+
+``config/segment.yaml`` repeats the defaults for users to edit; a test keeps the two identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+
+from css_perception.runtime.model import DEFAULT_PROVIDERS
+
+__all__ = ['PARAMETERS', 'NodeConfig', 'ParameterSpec', 'declare_and_read']
+
+
+class ConfigError(ValueError):
+    """A parameter value the node cannot run with."""
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    name: str
+    default: Any
+    description: str
+    check: Callable[[Any], bool] = lambda _v: True
+    expected: str = ''
+
+
+def _positive(v: float) -> bool:
+    return v > 0
+
+
+PARAMETERS: tuple[ParameterSpec, ...] = (
+    ParameterSpec('enable_lidar', True, 'segment PointCloud2 scans from the `points` topic'),
+    ParameterSpec('enable_camera', True, 'segment Images from the `image` topic'),
+    ParameterSpec('model_dir', 'models', 'model registry root: <model_dir>/<modality>/CURRENT'),
+    ParameterSpec('lidar_model', '', 'explicit LiDAR .onnx path; empty = the registry CURRENT (hot swap on)'),
+    ParameterSpec('camera_model', '', 'explicit camera .onnx path; empty = the registry CURRENT (hot swap on)'),
+    ParameterSpec('providers', list(DEFAULT_PROVIDERS), 'ONNX Runtime execution providers, in preference order',
+                  lambda v: len(v) > 0, 'a non-empty list'),
+    ParameterSpec('output_reliability', 'reliable', 'QoS reliability of the outputs',
+                  lambda v: v in ('reliable', 'best_effort'), "'reliable' or 'best_effort'"),
+    ParameterSpec('overlay_alpha', 0.5, 'weight of the class colours in the overlay',
+                  lambda v: 0.0 <= v <= 1.0, 'in [0, 1]'),
+    ParameterSpec('label_image_encoding', 'mono16', 'encoding of the label image (ontology ids)',
+                  lambda v: v in ('mono8', 'mono16'), "'mono8' or 'mono16'"),
+    ParameterSpec('lidar_latency_warn_ms', 80.0, 'LiDAR p95 latency above which diagnostics WARN', _positive, '> 0'),
+    ParameterSpec('lidar_latency_error_ms', 200.0, 'LiDAR p95 latency above which diagnostics ERROR', _positive, '> 0'),
+    ParameterSpec('camera_latency_warn_ms', 80.0, 'camera p95 latency above which diagnostics WARN', _positive, '> 0'),
+    ParameterSpec('camera_latency_error_ms', 200.0, 'camera p95 latency above which diagnostics ERROR', _positive,
+                  '> 0'),
+    ParameterSpec('diagnostics_period_s', 1.0, 'period of /diagnostics', _positive, '> 0'),
+    ParameterSpec('watch_registry', True, 'watch the registry CURRENT files and hot-swap new models'),
+    ParameterSpec('registry_poll_s', 1.0, 'registry polling interval (a file-system watch also wakes it)', _positive,
+                  '> 0'),
+)
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    enable_lidar: bool
+    enable_camera: bool
+    model_dir: str
+    lidar_model: str
+    camera_model: str
+    providers: tuple[str, ...]
+    output_reliability: str
+    overlay_alpha: float
+    label_image_encoding: str
+    lidar_latency_warn_ms: float
+    lidar_latency_error_ms: float
+    camera_latency_warn_ms: float
+    camera_latency_error_ms: float
+    diagnostics_period_s: float
+    watch_registry: bool
+    registry_poll_s: float
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> NodeConfig:
+        """Check every value against the table; the error lists every bad parameter."""
+        bad = [
+            f'{spec.name}={values[spec.name]!r} (expected {spec.expected})'
+            for spec in PARAMETERS
+            if not spec.check(values[spec.name])
+        ]
+        if not (values['enable_lidar'] or values['enable_camera']):
+            bad.append('enable_lidar and enable_camera are both false (nothing to do)')
+        if bad:
+            raise ConfigError('invalid parameters: ' + '; '.join(bad))
+        return cls(**{**values, 'providers': tuple(values['providers'])})
+
+
+
+def declare_and_read(node: Node) -> NodeConfig:
+    """Declare every parameter on ``node`` (with its description) and return the checked configuration."""
+    values = {}
+    for spec in PARAMETERS:
+        param = node.declare_parameter(spec.name, spec.default, ParameterDescriptor(description=spec.description))
+        values[spec.name] = param.value
+    return NodeConfig.from_values(values)
