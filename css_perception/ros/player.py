@@ -1,0 +1,142 @@
+"""Play a recording onto live topics: ``css-perception play BAG`` for machines without the ros2 CLI.
+
+rosbags reads the bag (rosbag2 mcap/db3 or ROS 1); each message is turned into the installed ROS message class
+through CDR bytes (``rclpy.serialization``), so no field-by-field copy is needed. Types that are not installed
+(e.g. ``tf2_msgs`` without a ROS distro) are skipped with one warning each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
+from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.typesys import Stores, get_typestore
+
+__all__ = ['PlayStats', 'main', 'play']
+
+_LATCHED_TOPICS = ('/tf_static',)
+
+
+@dataclass
+class PlayStats:
+    published: dict[str, int] = field(default_factory=dict)
+    skipped_types: set[str] = field(default_factory=set)
+
+
+def _message_class(msgtype: str) -> type | None:
+    """``sensor_msgs/msg/PointCloud2`` -> the installed class, or None when its package is not installed."""
+    package, _, name = msgtype.split('/')
+    try:
+        return getattr(importlib.import_module(f'{package}.msg'), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def play(
+    node: Node,
+    bags: Sequence[str | Path],
+    *,
+    topics: Iterable[str] | None = None,
+    rate: float = 1.0,
+    fast: bool = False,
+    loop: bool = False,
+    remap: dict[str, str] | None = None,
+    start_delay: float = 0.5,
+) -> PlayStats:
+    """Publish the chosen topics of ``bags`` from ``node`` keeping the recorded gaps (divided by ``rate``).
+
+    ``fast`` publishes back to back; ``loop`` repeats until interrupted. Returns what was published.
+    """
+    if rate <= 0:
+        raise ValueError(f'rate must be positive, got {rate}')
+    wanted, remap = set(topics or ()), remap or {}
+    stats = PlayStats()
+    ros1_store = get_typestore(Stores.ROS2_JAZZY)
+    with AnyReader([Path(b) for b in bags], default_typestore=ros1_store) as reader:
+        connections = [c for c in reader.connections if not wanted or c.topic in wanted]
+        missing = wanted - {c.topic for c in reader.connections}
+        if missing:
+            have = ', '.join(sorted({c.topic for c in reader.connections}))
+            raise ValueError(f'topics {sorted(missing)} not in {", ".join(map(str, bags))}; it has: {have}')
+        publishers: dict[int, tuple[Any, type]] = {}
+        for conn in connections:
+            cls = _message_class(conn.msgtype)
+            if cls is None:
+                if conn.msgtype not in stats.skipped_types:
+                    node.get_logger().warning(f'skipping {conn.topic}: message type {conn.msgtype} is not installed')
+                stats.skipped_types.add(conn.msgtype)
+                continue
+            latched = conn.topic in _LATCHED_TOPICS
+            qos = QoSProfile(
+                depth=10 if not latched else 1,
+                reliability=ReliabilityPolicy.RELIABLE,
+                durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+            )
+            publishers[conn.id] = (node.create_publisher(cls, remap.get(conn.topic, conn.topic), qos), cls)
+        time.sleep(start_delay)  # let subscribers discover the publishers
+        while True:
+            start_wall, start_bag = time.monotonic(), None
+            for conn, stamp, raw in reader.messages(connections=[c for c in connections if c.id in publishers]):
+                publisher, cls = publishers[conn.id]
+                if reader.is2:
+                    cdr = bytes(raw)
+                else:
+                    cdr = bytes(ros1_store.serialize_cdr(reader.deserialize(raw, conn.msgtype), conn.msgtype))
+                if not fast:
+                    start_bag = stamp if start_bag is None else start_bag
+                    delay = start_wall + (stamp - start_bag) / 1e9 / rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                publisher.publish(deserialize_message(cdr, cls))
+                stats.published[conn.topic] = stats.published.get(conn.topic, 0) + 1
+            if not loop:
+                return stats
+
+
+def _remaps(values: Sequence[str]) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        old, sep, new = value.partition(':=')
+        if not sep or not old or not new:
+            raise argparse.ArgumentTypeError(f'--remap takes OLD:=NEW, got {value!r}')
+        pairs[old] = new
+    return pairs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='css-perception play', description=__doc__.splitlines()[0])
+    parser.add_argument('bags', nargs='+', help='rosbag2 directory or file (.mcap/.db3), or ROS 1 .bag')
+    parser.add_argument('--topics', nargs='+', help='topics to play (default: all)')
+    parser.add_argument('--rate', type=float, default=1.0, help='playback speed factor')
+    parser.add_argument('--fast', action='store_true', help='publish as fast as possible, ignoring stamps')
+    parser.add_argument('--loop', action='store_true', help='start again at the end')
+    parser.add_argument('--remap', nargs='+', default=[], help='OLD:=NEW topic remappings')
+    parser.add_argument('--start-delay', type=float, default=1.0, help='seconds to wait for subscribers')
+    args = parser.parse_args(argv)
+    rclpy.init()
+    node = Node('css_bag_player')
+    try:
+        stats = play(node, args.bags, topics=args.topics, rate=args.rate, fast=args.fast, loop=args.loop,
+                     remap=_remaps(args.remap), start_delay=args.start_delay)
+    except KeyboardInterrupt:
+        return 0
+    except (AnyReaderError, ValueError, OSError) as err:
+        print(f'css-perception play: {err}', file=sys.stderr)
+        return 1
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    for topic, n in sorted(stats.published.items()):
+        print(f'{topic}: {n} messages')
+    return 0
