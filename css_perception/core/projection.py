@@ -72,12 +72,18 @@ def project_scan(xyz: np.ndarray, intensity: np.ndarray | None, spec: LidarInput
     std = np.asarray(spec.std, np.float32)[:, None]
     values = (values - mean) / std
 
-    # The nearest point of each pixel fills it: sort by range, keep each pixel's first point.
+    # The nearest point of each pixel fills it: one sort by (pixel, range), keep each pixel's first point.
+    # Positive float32 ranges order like their bit patterns, so both keys fit in one int64.
     idx = np.flatnonzero(in_fov)
-    idx = idx[np.argsort(rng[idx], kind='stable')]
-    flat, first = np.unique(rows[idx] * width + cols[idx], return_index=True)
+    pixel = (rows[idx] * width + cols[idx]).astype(np.int64)
+    key = (pixel << 32) | rng[idx].astype(np.float32).view(np.uint32).astype(np.int64)
+    order = idx[np.argsort(key)]
+    pixel_sorted = rows[order] * width + cols[order]
+    first = np.ones(len(order), bool)
+    first[1:] = pixel_sorted[1:] != pixel_sorted[:-1]
+    flat, winners = pixel_sorted[first], order[first]
     image = np.zeros((len(spec.channels), height * width), np.float32)
-    image[:, flat] = values[:, idx[first]]
+    image[:, flat] = values[:, winners]
     occupied = np.zeros(height * width, bool)
     occupied[flat] = True
     return RangeProjection(

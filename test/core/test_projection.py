@@ -72,3 +72,18 @@ def test_every_valid_point_has_a_pixel_in_range(points: np.ndarray) -> None:
     assert ((proj.rows[v] >= 0) & (proj.rows[v] < 8) & (proj.cols[v] >= 0) & (proj.cols[v] < 16)).all()
     assert (proj.rows[~v] == -1).all()
     assert proj.occupied.sum() <= proj.in_fov.sum()
+
+
+@given(arrays(np.float32, st.tuples(st.integers(1, 400), st.just(3)), elements=st.floats(-30, 30, width=32)))
+@settings(max_examples=100, deadline=None)
+def test_each_pixel_holds_its_nearest_point(points: np.ndarray) -> None:
+    proj = project_scan(points, None, SPEC)
+    rng = np.linalg.norm(points, axis=1)
+    nearest = np.full(8 * 16, np.inf)
+    m = proj.in_fov
+    np.minimum.at(nearest, proj.rows[m] * 16 + proj.cols[m], rng[m])
+    stored = (proj.image[0] * SPEC.std[0] + SPEC.mean[0]).ravel()
+    occupied = proj.occupied.ravel()
+    np.testing.assert_array_equal(occupied, np.isfinite(nearest))
+    np.testing.assert_allclose(stored[occupied], nearest[occupied], rtol=1e-5, atol=1e-4)
+    assert len(back_project(np.zeros((8, 16)), proj)) == len(points)
