@@ -1,0 +1,45 @@
+"""``css-perception``: registry list / verify / rollback through the real entry point, and usage errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from support.onnx_models import lidar_metadata, write_model
+
+from css_perception.core.metadata import Modality
+from css_perception.runtime.registry import Registry
+
+CLI = str(Path(sys.executable).parent / 'css-perception')
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, check=False, timeout=60)
+
+
+def test_registry_list_verify_rollback(tmp_path) -> None:
+    reg = Registry(tmp_path / 'models')
+    for v in ('v1', 'v2'):
+        reg.publish(write_model(tmp_path / f'{v}.onnx', lidar_metadata(v)), Modality.LIDAR, v)
+    listing = _run('registry', 'list', '--model-dir', str(reg.root))
+    assert listing.returncode == 0
+    assert '  lidar/v1' in listing.stdout
+    assert '* lidar/v2' in listing.stdout
+    assert _run('registry', 'verify', '--model-dir', str(reg.root)).stdout.count('  ok') == 2
+    rollback = _run('registry', 'rollback', '--model-dir', str(reg.root), '--modality', 'lidar')
+    assert rollback.returncode == 0
+    assert 'lidar: CURRENT -> v1' in rollback.stdout
+    assert reg.current(Modality.LIDAR).version == 'v1'
+    path = reg.entry(Modality.LIDAR, 'v2').path
+    path.write_bytes(path.read_bytes() + b'tampered')
+    failed = _run('registry', 'verify', '--model-dir', str(reg.root))
+    assert failed.returncode == 1
+    assert 'lidar/v2' in failed.stdout
+    assert 'FAILED' in failed.stdout
+
+
+def test_unknown_command_prints_usage() -> None:
+    result = _run('fly')
+    assert result.returncode == 2
+    assert 'usage: css-perception {node,play,monitor,registry}' in result.stderr
