@@ -113,3 +113,17 @@ def test_bad_candidate_is_refused_and_old_model_keeps_serving(ros_context, regis
         assert set(np.unique(cloud_to_array(h.got['cloud'][0])['label'])) - {0} == {40}  # still v1
     finally:
         h.close()
+
+
+def test_new_input_size_rebuilds_the_projection_with_the_model(ros_context, registry, tmp_path) -> None:
+    h = _harness(ros_context, registry)
+    try:
+        registry.publish(write_model(tmp_path / 'v2.onnx', lidar_metadata('v2', height=32, width=128), winner=2), L)
+        state = h.node.states[L]
+        assert spin_until(h.executor, lambda: state.serving.segmenter.metadata.version == 'v2', 5.0)
+        assert state.serving.segmenter.spec.height == 32
+        h.points_pub.publish(cloud_message(array_to_cloud(scan()), header(3)))
+        assert spin_until(h.executor, lambda: h.got['cloud'])
+        assert set(np.unique(cloud_to_array(h.got['cloud'][0])['label'])) - {0} == {10}
+    finally:
+        h.close()
