@@ -29,9 +29,8 @@ from rosbags.typesys.store import Typestore
 
 from css_perception.core.errors import OntologyError
 from css_perception.core.ontology import Ontology
-from css_perception.core.pointcloud import array_to_cloud
 from css_training.data.errors import BagError, KittiError
-from css_training.data.poses import matrix_to_quat
+from css_training.data.messages import cloud_message, odometry, tf_message
 from css_training.data.records import SEMANTIC_MASK, LidarScan
 
 __all__ = ['KittiSequence', 'kitti_to_bag', 'read_semantic_kitti']
@@ -163,7 +162,7 @@ def kitti_to_bag(
                 ]:
                     topics[topic] = writer.add_connection(topic, msgtype, typestore=ts)
                 first = int(sequence.stamps_ns[0])
-                static = _tf(ts, first, 'base_link', 'velodyne', np.eye(4))
+                static = tf_message(ts, first, [('base_link', 'velodyne', np.eye(4))])
                 writer.write(topics['/tf_static'], first, ts.serialize_cdr(static, static.__msgtype__))
             for scan in sequence:
                 for topic, msg in _scan_messages(ts, scan):
@@ -289,69 +288,11 @@ def _scan_messages(ts: Typestore, scan: LidarScan) -> list[tuple[str, Any]]:
         arr[name] = scan.points[:, i]
     if scan.labels is not None:
         arr['label'] = scan.labels
-    cloud = array_to_cloud(arr)
-    types = ts.types
-    fields = [
-        types['sensor_msgs/msg/PointField'](f.name, f.offset, f.datatype, f.count) for f in cloud.fields
-    ]
-    points = types['sensor_msgs/msg/PointCloud2'](
-        header=_header(ts, scan.stamp_ns, 'velodyne'),
-        height=cloud.height,
-        width=cloud.width,
-        fields=fields,
-        is_bigendian=cloud.is_bigendian,
-        point_step=cloud.point_step,
-        row_step=cloud.row_step,
-        data=np.frombuffer(cloud.data, np.uint8),
-        is_dense=cloud.is_dense,
-    )
+    points = cloud_message(ts, arr, scan.stamp_ns, 'velodyne')
     if scan.pose is None:
         return [('/points', points)]
     return [
         ('/points', points),
-        ('/tf', _tf(ts, scan.stamp_ns, 'odom', 'base_link', scan.pose)),
-        ('/odom', _odometry(ts, scan.stamp_ns, scan.pose)),
+        ('/tf', tf_message(ts, scan.stamp_ns, [('odom', 'base_link', scan.pose)])),
+        ('/odom', odometry(ts, scan.stamp_ns, scan.pose)),
     ]
-
-
-def _header(ts: Typestore, stamp_ns: int, frame: str) -> Any:
-    stamp = ts.types['builtin_interfaces/msg/Time'](sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
-    return ts.types['std_msgs/msg/Header'](stamp=stamp, frame_id=frame)
-
-
-def _pose_parts(ts: Typestore, pose: np.ndarray) -> tuple[list[float], Any]:
-    x, y, z, w = matrix_to_quat(pose[:3, :3]).tolist()
-    return pose[:3, 3].tolist(), ts.types['geometry_msgs/msg/Quaternion'](x=x, y=y, z=z, w=w)
-
-
-def _tf(ts: Typestore, stamp_ns: int, parent: str, child: str, pose: np.ndarray) -> Any:
-    types = ts.types
-    (x, y, z), rotation = _pose_parts(ts, pose)
-    stamped = types['geometry_msgs/msg/TransformStamped'](
-        header=_header(ts, stamp_ns, parent),
-        child_frame_id=child,
-        transform=types['geometry_msgs/msg/Transform'](
-            translation=types['geometry_msgs/msg/Vector3'](x=x, y=y, z=z), rotation=rotation
-        ),
-    )
-    return types['tf2_msgs/msg/TFMessage'](transforms=[stamped])
-
-
-def _odometry(ts: Typestore, stamp_ns: int, pose: np.ndarray) -> Any:
-    types = ts.types
-    (x, y, z), rotation = _pose_parts(ts, pose)
-    zero = types['geometry_msgs/msg/Vector3'](x=0.0, y=0.0, z=0.0)
-    covariance = np.zeros(36)
-    return types['nav_msgs/msg/Odometry'](
-        header=_header(ts, stamp_ns, 'odom'),
-        child_frame_id='base_link',
-        pose=types['geometry_msgs/msg/PoseWithCovariance'](
-            pose=types['geometry_msgs/msg/Pose'](
-                position=types['geometry_msgs/msg/Point'](x=x, y=y, z=z), orientation=rotation
-            ),
-            covariance=covariance,
-        ),
-        twist=types['geometry_msgs/msg/TwistWithCovariance'](
-            twist=types['geometry_msgs/msg/Twist'](linear=zero, angular=zero), covariance=covariance
-        ),
-    )
