@@ -23,7 +23,8 @@ class RangeProjection:
 
     ``image`` is the normalised model input (C, H, W); empty pixels are 0 in every channel. ``rows``/``cols`` give
     each input point's pixel, ``valid`` marks points with finite coordinates and a range in (0, max_range], and
-    ``in_fov`` those inside the vertical field of view. ``occupied`` marks pixels that hold a point.
+    ``in_fov`` those inside the vertical field of view. ``winner`` (H, W) is the index of the point that fills
+    each pixel (the nearest), -1 where none does: training reads its targets through it.
     """
 
     image: np.ndarray
@@ -31,7 +32,11 @@ class RangeProjection:
     cols: np.ndarray
     valid: np.ndarray
     in_fov: np.ndarray
-    occupied: np.ndarray
+    winner: np.ndarray
+
+    @property
+    def occupied(self) -> np.ndarray:
+        return self.winner >= 0
 
 
 def project_scan(xyz: np.ndarray, intensity: np.ndarray | None, spec: LidarInputSpec) -> RangeProjection:
@@ -84,15 +89,15 @@ def project_scan(xyz: np.ndarray, intensity: np.ndarray | None, spec: LidarInput
     flat, winners = pixel_sorted[first], order[first]
     image = np.zeros((len(spec.channels), height * width), np.float32)
     image[:, flat] = values[:, winners]
-    occupied = np.zeros(height * width, bool)
-    occupied[flat] = True
+    winner = np.full(height * width, -1, np.int64)
+    winner[flat] = winners
     return RangeProjection(
         image=image.reshape(len(spec.channels), height, width),
         rows=rows,
         cols=cols,
         valid=valid,
         in_fov=in_fov,
-        occupied=occupied.reshape(height, width),
+        winner=winner.reshape(height, width),
     )
 
 

@@ -86,4 +86,6 @@ def test_each_pixel_holds_its_nearest_point(points: np.ndarray) -> None:
     occupied = proj.occupied.ravel()
     np.testing.assert_array_equal(occupied, np.isfinite(nearest))
     np.testing.assert_allclose(stored[occupied], nearest[occupied], rtol=1e-5, atol=1e-4)
+    winner = proj.winner.ravel()[occupied]  # the index of the point that fills the pixel: its range is the nearest
+    np.testing.assert_array_equal(rng[winner], nearest[occupied])
     assert len(back_project(np.zeros((8, 16)), proj)) == len(points)

@@ -70,9 +70,7 @@ def cloud_array(i: int, n: int = 5) -> np.ndarray:
 def cloud_msg(ts: Typestore, stamp_ns: int, arr: np.ndarray, frame: str = 'velodyne') -> Any:
     types = ts.types
     fields = [
-        types['sensor_msgs/msg/PointField'](
-            name=name, offset=offset, datatype=7 if fmt.kind == 'f' else 6, count=1
-        )
+        types['sensor_msgs/msg/PointField'](name=name, offset=offset, datatype=7 if fmt.kind == 'f' else 6, count=1)
         for name, (fmt, offset) in arr.dtype.fields.items()
     ]
     return types['sensor_msgs/msg/PointCloud2'](
@@ -147,9 +145,7 @@ def recording(ts: Typestore, scans: int = 3) -> list[Message]:
         )
     ]
     for t, xyz, quat in [(T0, (0.0, 0.0, 0.0), IDENTITY), (STAMPS[-1], (2.0, 4.0, 0.0), YAW_90)]:
-        out.append(
-            ('/tf', 'tf2_msgs/msg/TFMessage', t, tf_msg(ts, transform(ts, t, 'odom', 'base_link', xyz, quat)))
-        )
+        out.append(('/tf', 'tf2_msgs/msg/TFMessage', t, tf_msg(ts, transform(ts, t, 'odom', 'base_link', xyz, quat))))
         out.append(('/odom', 'nav_msgs/msg/Odometry', t, odom_msg(ts, t, xyz, quat)))
     for i, t in enumerate(STAMPS[:scans]):
         out.append(('/points', 'sensor_msgs/msg/PointCloud2', t, cloud_msg(ts, t, cloud_array(i))))
@@ -190,9 +186,7 @@ def assert_scans_match_recording(scans: bags.ScanSequence, poses: bool = True) -
         assert scan.stamp_ns == STAMPS[i]
         assert scan.points.dtype == np.float32
         assert scan.points.shape == (5, 4)
-        np.testing.assert_array_equal(
-            scan.points, np.stack([arr['x'], arr['y'], arr['z'], arr['intensity']], 1)
-        )
+        np.testing.assert_array_equal(scan.points, np.stack([arr['x'], arr['y'], arr['z'], arr['intensity']], 1))
         assert scan.labels.dtype == np.uint32
         np.testing.assert_array_equal(scan.labels, arr['label'])
         if poses:
@@ -288,9 +282,7 @@ def test_a_missing_field_lists_the_fields_of_the_cloud(tmp_path: Path) -> None:
     with pytest.raises(FieldNotFoundError, match=rf"/points has no field 'semantic'; it has: {fields}"):
         read_lidar_scans(bag, BagTopics(label_field='semantic'))
     arr = np.zeros(3, [('a', '<f4'), ('b', '<f4')])
-    bad = write_bag(
-        tmp_path / 'bad', [('/points', 'sensor_msgs/msg/PointCloud2', T0, cloud_msg(ROS2, T0, arr))]
-    )
+    bad = write_bag(tmp_path / 'bad', [('/points', 'sensor_msgs/msg/PointCloud2', T0, cloud_msg(ROS2, T0, arr))])
     with pytest.raises(FieldNotFoundError, match=r'/points has no field x, y, z; it has: a \(float32\), b'):
         read_lidar_scans(bad)
 
@@ -304,9 +296,7 @@ def test_unlabelled_reads_and_option_checks(tmp_path: Path) -> None:
         BagTopics(label_topic='/labels', label_field=None)
 
 
-def test_labels_on_their_own_topic_are_matched_by_stamp(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_labels_on_their_own_topic_are_matched_by_stamp(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     messages = [m for m in recording(ROS2) if m[0] != '/points']
     label_dtype = np.dtype([('label', '<u4')])
     for i, t in enumerate(STAMPS):
@@ -339,9 +329,7 @@ def test_organised_clouds_are_flattened_and_nan_points_dropped_with_their_labels
     arr['y'][4] = np.nan
     msg = cloud_msg(ROS2, T0, arr)
     msg.height, msg.width, msg.row_step = 2, 3, 3 * arr.dtype.itemsize
-    scans = read_lidar_scans(
-        write_bag(tmp_path / 'rec', [('/points', 'sensor_msgs/msg/PointCloud2', T0, msg)])
-    )
+    scans = read_lidar_scans(write_bag(tmp_path / 'rec', [('/points', 'sensor_msgs/msg/PointCloud2', T0, msg)]))
     keep = [0, 1, 2, 3, 5]
     np.testing.assert_array_equal(scans[0].points[:, 0], arr['x'][keep])
     np.testing.assert_array_equal(scans[0].labels, arr['label'][keep])
@@ -410,9 +398,7 @@ def test_a_truncated_mcap_reads_its_complete_chunks(tmp_path: Path, caplog: pyte
     assert bag_summary(bag)['/points'] == ('sensor_msgs/msg/PointCloud2', len(scans))
 
 
-def test_a_damaged_chunk_mid_stream_keeps_what_came_before(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_damaged_chunk_mid_stream_keeps_what_came_before(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     bag = write_bag(tmp_path / 'rec', big_recording(8))
     mcap = bag / 'rec.mcap'
     chunk = [pos for pos, opcode, _ in mcap_records(mcap) if opcode == 0x06][1]
@@ -507,9 +493,7 @@ def camera_recording(ts: Typestore) -> list[Message]:
         out.append(('/camera/image_raw', 'sensor_msgs/msg/Image', t, image_msg(ts, t, rgb, 'rgb8')))
         ids = np.full((4, 6), 10 * (i + 1), np.uint16)
         label_t = t + 1_000_000 if i == 2 else t  # the last label image is 1 ms late
-        out.append(
-            ('/camera/labels', 'sensor_msgs/msg/Image', label_t, image_msg(ts, label_t, ids, 'mono16'))
-        )
+        out.append(('/camera/labels', 'sensor_msgs/msg/Image', label_t, image_msg(ts, label_t, ids, 'mono16')))
     return out
 
 

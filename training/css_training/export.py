@@ -6,6 +6,7 @@ here is one the node accepts.
 
 from __future__ import annotations
 
+import copy
 import logging
 import tempfile
 import warnings
@@ -19,11 +20,11 @@ import onnx
 import torch
 from torch import nn
 
-from css_perception.core.metadata import Modality, ModelMetadata
+from css_perception.core.metadata import CameraInputSpec, ClassInfo, LidarInputSpec, Modality, ModelMetadata
 from css_perception.runtime.model import SegmentationModel
 from css_perception.runtime.registry import Registry, RegistryEntry
 
-__all__ = ['ExportError', 'export_and_publish', 'export_onnx', 'parity']
+__all__ = ['ExportError', 'export_and_publish', 'export_onnx', 'metadata_from_checkpoint', 'parity']
 
 _log = logging.getLogger(__name__)
 OPSET = 17
@@ -34,10 +35,39 @@ class ExportError(ValueError):
     """The exported model does not reproduce the torch model."""
 
 
+def metadata_from_checkpoint(ckpt: dict[str, Any]) -> ModelMetadata:
+    """The self-description of a trained net (version left for the registry to assign)."""
+    modality = Modality(ckpt['modality'])
+    spec_cls = LidarInputSpec if modality is Modality.LIDAR else CameraInputSpec
+    spec = spec_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt['input_spec'].items()})
+    classes = tuple(ClassInfo(c['id'], c['name'], tuple(c['color'])) for c in ckpt['classes'])
+    run = ckpt.get('run_config', {})
+    provenance = {
+        'run': run.get('name'),
+        'method': ckpt.get('method', 'base'),
+        'epochs': ckpt.get('epoch'),
+        'model': ckpt['model_config'],
+        'data': ckpt.get('data'),
+        'val_miou': (ckpt.get('metrics') or {}).get('miou'),
+    }
+    return ModelMetadata(modality, 'draft', classes, spec, ckpt.get('parent_version'), provenance)
+
+
 def _input_shape(metadata: ModelMetadata) -> tuple[int, int, int, int]:
     spec = metadata.input_spec
     channels = len(spec.channels) if metadata.modality is Modality.LIDAR else 3
     return (1, channels, spec.height, spec.width)
+
+
+class _HalfPrecision(nn.Module):
+    """A float16 copy of a net behind float32 input and output, as the node feeds and reads models."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = copy.deepcopy(net).half()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.half()).float()
 
 
 def export_onnx(net: nn.Module, metadata: ModelMetadata, path: str | Path, *, fp16: bool = False) -> Path:
@@ -47,17 +77,14 @@ def export_onnx(net: nn.Module, metadata: ModelMetadata, path: str | Path, *, fp
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    net = net.eval()
+    net = _HalfPrecision(net).eval() if fp16 else net.eval()
     dummy = torch.zeros(_input_shape(metadata))
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(net, (dummy,), str(path), input_names=['input'], output_names=['logits'],
-                          opset_version=OPSET, dynamo=False)
+        torch.onnx.export(
+            net, (dummy,), str(path), input_names=['input'], output_names=['logits'], opset_version=OPSET, dynamo=False
+        )
     model = onnx.load(str(path))
-    if fp16:
-        from onnxruntime.transformers.float16 import convert_float_to_float16
-
-        model = convert_float_to_float16(model, keep_io_types=True)
     onnx.helper.set_model_props(model, metadata.to_props())
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
@@ -86,6 +113,7 @@ def export_and_publish(
     samples: Iterable[np.ndarray],
     *,
     provenance: dict[str, Any] | None = None,
+    make_current: bool = True,
 ) -> tuple[RegistryEntry, dict[str, float]]:
     """Export as the registry's next version, check parity on ``samples``, publish and make it CURRENT.
 
@@ -101,6 +129,6 @@ def export_and_publish(
             raise ExportError(f'ONNX argmax agrees with torch on {check["argmax_agreement"]:.4%} < 99.9 %')
         final = replace(metadata, version=version, provenance={**(provenance or {}), 'export_parity': check})
         export_onnx(net, final, draft)
-        entry = registry.publish(draft, metadata.modality, version)
+        entry = registry.publish(draft, metadata.modality, version, make_current=make_current)
     _log.info('published %s %s (parity %s)', metadata.modality.value, version, check)
     return entry, check

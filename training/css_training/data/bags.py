@@ -125,9 +125,7 @@ class BagTopics:
             msg = f'label_topic {self.label_topic!r} needs label_field, the field that holds the labels'
             raise DataError(msg)
         if self.label_topic == self.points:
-            msg = (
-                f'label_topic must differ from points ({self.points!r}); leave it None for labels in the scan'
-            )
+            msg = f'label_topic must differ from points ({self.points!r}); leave it None for labels in the scan'
             raise DataError(msg)
 
 
@@ -225,9 +223,7 @@ def bag_summary(bag: BagPath) -> dict[str, tuple[str, int]]:
         return recording.summary()
 
 
-def read_lidar_scans(
-    bag: BagPath, topics: BagTopics = BagTopics(), cache_dir: Path | None = None
-) -> ScanSequence:
+def read_lidar_scans(bag: BagPath, topics: BagTopics = BagTopics(), cache_dir: Path | None = None) -> ScanSequence:
     """Scans, labels and poses of a recording; decoded once into ``cache_dir`` when given, then reused.
 
     Raises:
@@ -249,9 +245,7 @@ def read_lidar_scans(
     return ScanSequence(store, index['samples'], poses, decoded)
 
 
-def read_camera_frames(
-    bag: BagPath, topics: BagTopics = BagTopics(), cache_dir: Path | None = None
-) -> FrameSequence:
+def read_camera_frames(bag: BagPath, topics: BagTopics = BagTopics(), cache_dir: Path | None = None) -> FrameSequence:
     """rgb8 frames of a recording and their label images; decoded once into ``cache_dir`` when given.
 
     Raises:
@@ -494,9 +488,7 @@ def _decode_frames(recording: _Recording, topics: BagTopics, store: SampleStore)
         if topic == topics.image:
             name = f'image_{len(samples):06d}'
             store.put(name, to_rgb8(image_to_array(message), message.encoding))
-            samples.append(
-                {'stamp_ns': stamp, 'image': name, 'labels': None, 'shape': [message.height, message.width]}
-            )
+            samples.append({'stamp_ns': stamp, 'image': name, 'labels': None, 'shape': [message.height, message.width]})
             continue
         ids = image_to_array(message)
         if ids.ndim != 2:
@@ -519,9 +511,7 @@ def _decode_frames(recording: _Recording, topics: BagTopics, store: SampleStore)
             raise LabelMismatchError(msg)
         entry['labels'] = name
     if topics.image_labels is not None and (unmatched := int((match < 0).sum())) > 0:
-        _log.warning(
-            '%d of %d frames have no label image on %s', unmatched, len(samples), topics.image_labels
-        )
+        _log.warning('%d of %d frames have no label image on %s', unmatched, len(samples), topics.image_labels)
     return {'kind': 'camera', 'samples': samples}
 
 

@@ -24,14 +24,10 @@ def get_args_parser() -> argparse.ArgumentParser:
         'kitti-to-bag',
         help='write a SemanticKITTI sequence folder as a rosbag2 recording in the simulator layout',
     )
-    kitti.add_argument(
-        'sequence', type=Path, help='sequence folder holding velodyne/, labels/, poses.txt, calib.txt'
-    )
+    kitti.add_argument('sequence', type=Path, help='sequence folder holding velodyne/, labels/, poses.txt, calib.txt')
     kitti.add_argument('out', type=Path, help='rosbag2 directory to create (must not exist)')
     kitti.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap')
-    kitti.add_argument(
-        '--classes', type=Path, help='ontology YAML (default: the package config/classes.yaml)'
-    )
+    kitti.add_argument('--classes', type=Path, help='ontology YAML (default: the package config/classes.yaml)')
     kitti.add_argument('--label-map', type=Path, help='YAML semantic_kitti_map replacing the ontology map')
     return parser
 

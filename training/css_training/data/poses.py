@@ -323,10 +323,7 @@ class TransformBuffer:
         up_source, up_target = self._ancestors(source), self._ancestors(target)
         common = next((f for f in up_source if f in up_target), None)
         if common is None:
-            msg = (
-                f'no transform chain from {source!r} to {target!r}; '
-                f'recorded frames: {sorted(self.frames) or "none"}'
-            )
+            msg = f'no transform chain from {source!r} to {target!r}; recorded frames: {sorted(self.frames) or "none"}'
             raise PoseError(msg)
         return up_source[: up_source.index(common)], up_target[: up_target.index(common)]
 

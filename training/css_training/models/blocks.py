@@ -102,9 +102,7 @@ def _projection(in_channels: int, out_channels: int, stride: int = 1) -> nn.Modu
     """Residual shortcut: identity when shapes match, else a strided 1x1 conv + BN."""
     if in_channels == out_channels and stride == 1:
         return nn.Identity()
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
-    )
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels))
 
 
 class ContextBlock(nn.Module):
