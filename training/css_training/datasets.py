@@ -28,6 +28,7 @@ from css_training.config import AugmentConfig
 from css_training.data.bags import BagTopics, read_camera_frames, read_lidar_scans
 from css_training.data.kitti import read_semantic_kitti
 from css_training.data.records import SEMANTIC_MASK, CameraFrame, LidarScan
+from css_training.losses.segmentation import IGNORE_INDEX
 
 __all__ = [
     'IGNORE_INDEX',
@@ -43,8 +44,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-
-IGNORE_INDEX = 255
 
 
 class DatasetError(ValueError):

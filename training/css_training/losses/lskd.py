@@ -1,0 +1,196 @@
+"""LSKD (Wang et al., IEEE TIP 2024): layer-specific distillation for class-incremental segmentation.
+
+Three parts, as read from the authors' train.py (``shared/methods.md``):
+
+- mask-guided distillation (MD): the frozen teacher is run on the input, on a copy with the old-labelled
+  positions zeroed and on a copy with the new-labelled positions zeroed; how much a position's teacher feature
+  changes says whether it depends on old or on new content; deeper-layer distillation is restricted to the
+  old-relevant positions (:func:`md_mask`);
+- layer distillation with PLOP's local POD (:func:`local_pod`, :func:`pod_distillation`) and mask-guided context
+  distillation with second-order pooling on the penultimate features (:func:`second_order_pool`,
+  :func:`context_distillation`);
+- trade-off weights learned by regularised gradient equilibrium (:class:`GradientEquilibrium`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F  # noqa: N812 - the torch convention
+from torch import nn
+
+__all__ = [
+    'GradientEquilibrium',
+    'context_distillation',
+    'local_pod',
+    'mask_positions',
+    'md_mask',
+    'pod_distillation',
+    'second_order_pool',
+]
+
+
+def mask_positions(x: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, C, H, W) with every channel zeroed where ``drop`` (B, H, W) is True (an image or a range image)."""
+    return x * (~drop).unsqueeze(1).to(x.dtype)
+
+
+def md_mask(
+    full: torch.Tensor,
+    without_old: torch.Tensor,
+    without_new: torch.Tensor,
+    old_fraction: torch.Tensor,
+    new_fraction: torch.Tensor,
+) -> torch.Tensor:
+    """(B, H, W) bool: positions whose teacher feature depends on old content.
+
+    d_old = 1 - cos(f(x), f(x without old)), d_new = 1 - cos(f(x), f(x without new)), per position. Per image,
+    a position is old-relevant if d_old is above its (1 - old_fraction) quantile, or if d_new is not above its
+    (1 - new_fraction) quantile (it does not hinge on new content); the union is kept. A position that changes
+    only when new-class content is removed passes neither test.
+    """
+    d_old = 1.0 - F.cosine_similarity(full, without_old, dim=1)
+    d_new = 1.0 - F.cosine_similarity(full, without_new, dim=1)
+    flat_old, flat_new = d_old.flatten(1), d_new.flatten(1)
+    q_old = torch.stack([torch.quantile(v, 1.0 - float(f)) for v, f in zip(flat_old, old_fraction, strict=True)])
+    q_new = torch.stack([torch.quantile(v, 1.0 - float(f)) for v, f in zip(flat_new, new_fraction, strict=True)])
+    shape = (-1,) + (1,) * (d_old.dim() - 1)
+    return (d_old > q_old.view(shape)) | (d_new <= q_new.view(shape))
+
+
+def local_pod(feature: torch.Tensor, scales: Sequence[int] = (1, 2, 4)) -> torch.Tensor:
+    """PLOP's local POD embedding (B, D) of a (B, C, H, W) feature: squared, then for an s x s grid of cells at
+    each scale, each cell's means over width and over height, concatenated and L2-normalised per sample.
+    """
+    x = feature.pow(2)
+    height, width = x.shape[-2:]
+    parts = []
+    for s in scales:
+        rows = torch.linspace(0, height, s + 1).round().long().tolist()
+        cols = torch.linspace(0, width, s + 1).round().long().tolist()
+        for r0, r1 in itertools.pairwise(rows):
+            for c0, c1 in itertools.pairwise(cols):
+                cell = x[..., r0 : max(r1, r0 + 1), c0 : max(c1, c0 + 1)]
+                parts += [cell.mean(dim=3).flatten(1), cell.mean(dim=2).flatten(1)]
+    return F.normalize(torch.cat(parts, dim=1), dim=1)
+
+
+def pod_distillation(
+    student: Sequence[torch.Tensor],
+    teacher: Sequence[torch.Tensor],
+    masks: Sequence[torch.Tensor | None],
+    seen_classes: int,
+    new_classes: int,
+) -> torch.Tensor:
+    """Per layer, the Frobenius distance between the POD embeddings of student and teacher features (each
+    multiplied by its MD mask, resized to the layer, where one is given), mean over the batch; summed over layers
+    and scaled by sqrt(seen_classes / new_classes).
+    """
+    total = student[0].new_zeros(())
+    for s, t, mask in zip(student, teacher, masks, strict=True):
+        t = t.detach()
+        if mask is not None:
+            m = F.interpolate(mask[:, None].float(), size=s.shape[-2:], mode='nearest')
+            s, t = s * m, t * m
+        total = total + (local_pod(s) - local_pod(t)).norm(dim=1).mean()
+    return total * math.sqrt(seen_classes / max(new_classes, 1))
+
+
+def second_order_pool(feature: torch.Tensor, groups: int = 8, kernel: int = 5, stride: int = 2) -> torch.Tensor:
+    """Local channel Gram matrices (B, G, c, c, H', W'): channels split into ``groups``, average-pooled
+    (kernel x kernel, ``stride``), and the outer product of each group's channel vector taken at each position.
+    """
+    b, c = feature.shape[:2]
+    groups = math.gcd(groups, c)
+    pooled = F.avg_pool2d(feature, kernel, stride, padding=kernel // 2)
+    v = pooled.view(b, groups, c // groups, *pooled.shape[-2:])
+    return v.unsqueeze(3) * v.unsqueeze(2)
+
+
+def context_distillation(
+    student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor | None = None, groups: int = 8
+) -> torch.Tensor:
+    """Frobenius distance between second-order pooled student and teacher features (masked by MD), averaged
+    over positions and the batch.
+    """
+    teacher = teacher.detach()
+    if mask is not None:
+        m = mask[:, None].to(student.dtype)
+        student, teacher = student * m, teacher * m
+    diff = second_order_pool(student, groups) - second_order_pool(teacher, groups)
+    return diff.pow(2).sum(dim=(2, 3)).sqrt().mean()
+
+
+class GradientEquilibrium(nn.Module):
+    """Learned trade-off weights w_i of the loss terms, trained by a regularised GradNorm objective.
+
+    For term i acting on shared parameter W_i: G_i = w_i * ||dL_i/dW_i||. Targets mean(G) * r_i^alpha per group
+    of terms (output terms, layer terms), r_i = (L_i / L_i(0)) normalised to mean 1 in its group, L_i(0) the
+    first values seen. Objective: sum_i |G_i - target_i| + gamma * |w_ce - ratio * w_kd|
+    + beta * sum_l relu(1.25 * w_l - w_{l+1}) over ``layer_order`` (shallow to deep). After each update the
+    weights are renormalised to sum to the number of terms, as GradNorm does.
+    """
+
+    def __init__(
+        self,
+        groups: Mapping[str, str],
+        alpha: float = 1.5,
+        gamma: float = 1.0,
+        beta: float = 1.0,
+        ce_kd: tuple[str, str, float] | None = None,
+        layer_order: Sequence[str] = (),
+        lr: float = 0.025,
+    ) -> None:
+        super().__init__()
+        self.names = list(groups)
+        self.groups = dict(groups)
+        self.alpha, self.gamma, self.beta = alpha, gamma, beta
+        self.ce_kd = ce_kd
+        self.layer_order = list(layer_order)
+        self.weights = nn.Parameter(torch.ones(len(self.names)))
+        self.register_buffer('initial', torch.zeros(len(self.names)))
+        self.register_buffer('started', torch.zeros((), dtype=torch.bool))
+        self.optimizer = torch.optim.Adam([self.weights], lr=lr)
+
+    def weight(self, name: str) -> torch.Tensor:
+        return self.weights[self.names.index(name)]
+
+    def weighted(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """sum_i w_i L_i, the weights detached: the model's loss (weights learn only through :meth:`update`)."""
+        return sum(self.weights[i].detach() * losses[n] for i, n in enumerate(self.names))  # type: ignore[return-value]
+
+    def update(self, losses: Mapping[str, torch.Tensor], shared: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """One step on the weights; ``shared[name]`` is the parameter term ``name`` acts on. Call before the
+        model's backward (the graphs are kept). Returns the objective's value.
+        """
+        values = torch.stack([losses[n].detach() for n in self.names])
+        if not bool(self.started):
+            self.initial.copy_(values.clamp(min=1e-12))
+            self.started.fill_(True)
+        norms = []
+        for n in self.names:
+            (grad,) = torch.autograd.grad(losses[n], shared[n], retain_graph=True, allow_unused=True)
+            norms.append(grad.norm() if grad is not None else values.new_zeros(()))
+        g = self.weights * torch.stack(norms).detach()
+        ratio = values / self.initial
+        objective = g.new_zeros(())
+        for group in sorted(set(self.groups.values())):
+            idx = [i for i, n in enumerate(self.names) if self.groups[n] == group]
+            r = ratio[idx] / ratio[idx].mean()
+            target = (g[idx].mean() * r.pow(self.alpha)).detach()
+            objective = objective + (g[idx] - target).abs().sum()
+        if self.ce_kd is not None:
+            ce, kd, scale = self.ce_kd
+            objective = objective + self.gamma * (self.weight(ce) - scale * self.weight(kd)).abs()
+        for shallow, deep in itertools.pairwise(self.layer_order):
+            objective = objective + self.beta * F.relu(1.25 * self.weight(shallow) - self.weight(deep))
+        self.optimizer.zero_grad(set_to_none=True)
+        objective.backward(inputs=[self.weights])
+        self.optimizer.step()
+        with torch.no_grad():
+            self.weights.clamp_(min=1e-3)
+            self.weights.mul_(len(self.names) / self.weights.sum())
+        return objective.detach()
