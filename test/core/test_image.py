@@ -120,6 +120,7 @@ def test_real_sensor_msgs_image() -> None:
 
     arr = _random_array('bgr8', 4, 6, 1)
     img = array_to_image(arr, 'bgr8')
-    msg = ImageMsg(height=img.height, width=img.width, encoding=img.encoding, is_bigendian=0, step=img.step,
-                   data=img.data)
+    msg = ImageMsg(
+        height=img.height, width=img.width, encoding=img.encoding, is_bigendian=0, step=img.step, data=img.data
+    )
     np.testing.assert_array_equal(to_rgb8(image_to_array(msg), msg.encoding), arr[..., ::-1])

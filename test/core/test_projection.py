@@ -37,14 +37,16 @@ def test_nearest_point_wins_and_hidden_point_gets_the_label_back() -> None:
 
 
 def test_out_of_fov_and_invalid_points() -> None:
-    points = np.array([
-        [10.0, 0.0, 8.0],  # 38.7 deg up: above the FOV, clipped to row 0
-        [10.0, 0.0, -10.0],  # 45 deg down: below, clipped to the last row
-        [np.nan, 0.0, 0.0],
-        [np.inf, 1.0, 0.0],
-        [0.0, 0.0, 0.0],
-        [100.0, 0.0, 0.0],  # beyond max_range
-    ])
+    points = np.array(
+        [
+            [10.0, 0.0, 8.0],  # 38.7 deg up: above the FOV, clipped to row 0
+            [10.0, 0.0, -10.0],  # 45 deg down: below, clipped to the last row
+            [np.nan, 0.0, 0.0],
+            [np.inf, 1.0, 0.0],
+            [0.0, 0.0, 0.0],
+            [100.0, 0.0, 0.0],  # beyond max_range
+        ]
+    )
     proj = project_scan(points, np.ones(6), SPEC)
     np.testing.assert_array_equal(proj.valid, [True, True, False, False, False, False])
     np.testing.assert_array_equal(proj.in_fov, [False] * 6)
@@ -61,8 +63,13 @@ def test_bad_shapes_raise() -> None:
         project_scan(np.zeros((4, 3)), np.zeros(3), SPEC)
 
 
-@given(arrays(np.float32, st.tuples(st.integers(0, 300), st.just(3)),
-              elements=st.floats(-100, 100, width=32) | st.sampled_from([np.nan, np.inf, 0.0])))
+@given(
+    arrays(
+        np.float32,
+        st.tuples(st.integers(0, 300), st.just(3)),
+        elements=st.floats(-100, 100, width=32) | st.sampled_from([np.nan, np.inf, 0.0]),
+    )
+)
 @settings(max_examples=100, deadline=None)
 def test_every_valid_point_has_a_pixel_in_range(points: np.ndarray) -> None:
     proj = project_scan(points, None, SPEC)

@@ -80,8 +80,14 @@ class Harness:
             msg_type, topic, qos = topics[name]
             self.peer.create_subscription(msg_type, topic, self.got[name].append, qos)
         # Let discovery match the publishers before inputs are sent.
-        inputs = [pub for pub, on in ((self.points_pub, self.node.config.enable_lidar),
-                                      (self.image_pub, self.node.config.enable_camera)) if on]
+        inputs = [
+            pub
+            for pub, on in (
+                (self.points_pub, self.node.config.enable_lidar),
+                (self.image_pub, self.node.config.enable_camera),
+            )
+            if on
+        ]
         spin_until(self.executor, lambda: all(pub.get_subscription_count() for pub in inputs), 5.0)
         self.executor.spin_once(timeout_sec=0.3)
 
@@ -124,8 +130,13 @@ def test_labelled_cloud_keeps_fields_and_header(harness: Harness) -> None:
     assert ((rgb >> 16) & 255 == 255).all()  # road is (255, 0, 255) in classes.yaml
     assert (result['score'][3:] > 0.9).all()
     prov = json.loads(harness.got['prov'][0].data)
-    assert prov == {'modality': 'lidar', 'stamp': {'sec': 101, 'nanosec': 1000}, 'frame_id': 'velodyne',
-                    'model_version': 'v1', 'provider': 'CPUExecutionProvider'}
+    assert prov == {
+        'modality': 'lidar',
+        'stamp': {'sec': 101, 'nanosec': 1000},
+        'frame_id': 'velodyne',
+        'model_version': 'v1',
+        'provider': 'CPUExecutionProvider',
+    }
 
 
 def test_camera_outputs(harness: Harness) -> None:
@@ -213,8 +224,13 @@ def test_no_model_keeps_the_node_running(ros_context, tmp_path) -> None:
 
 def test_bad_parameters_are_refused_with_every_reason(ros_context) -> None:
     with pytest.raises(ConfigError, match=r"output_reliability='sometimes'.*overlay_alpha=2.0"):
-        SegmentationNode(context=ros_context, parameter_overrides=[
-            Parameter('output_reliability', value='sometimes'), Parameter('overlay_alpha', value=2.0)])
+        SegmentationNode(
+            context=ros_context,
+            parameter_overrides=[
+                Parameter('output_reliability', value='sometimes'),
+                Parameter('overlay_alpha', value=2.0),
+            ],
+        )
 
 
 def test_yaml_defaults_match_the_parameter_table() -> None:

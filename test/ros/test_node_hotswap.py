@@ -97,8 +97,9 @@ def _publish(**options):
     ],
     ids=['truncated', 'wrong-sha256', 'no-metadata', 'channels', 'modality', 'nan', 'path-escape'],
 )
-def test_bad_candidate_is_refused_and_old_model_keeps_serving(ros_context, registry, tmp_path, make_candidate,
-                                                              reason) -> None:
+def test_bad_candidate_is_refused_and_old_model_keeps_serving(
+    ros_context, registry, tmp_path, make_candidate, reason
+) -> None:
     h = _harness(ros_context, registry)
     try:
         make_candidate(registry, tmp_path)

@@ -74,9 +74,9 @@ def test_every_message_in_order_with_recorded_timing(ros_context, tmp_path, stor
 def test_remap_and_fast(ros_context, tmp_path) -> None:
     bag = _write_bag(tmp_path / 'bag')
     got, times, _ = _receive(
-        ros_context, '/renamed',
-        lambda node: play(node, [bag], topics=['/chatter'], fast=True, remap={'/chatter': '/renamed'},
-                          start_delay=1.0),
+        ros_context,
+        '/renamed',
+        lambda node: play(node, [bag], topics=['/chatter'], fast=True, remap={'/chatter': '/renamed'}, start_delay=1.0),
     )
     assert got == [f'msg {i}' for i in range(20)]
     assert times[-1] - times[0] < 0.95 * 19 * 0.05

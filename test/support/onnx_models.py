@@ -29,8 +29,13 @@ def _classes(class_ids: Sequence[int]) -> tuple[ClassInfo, ...]:
 def lidar_metadata(
     version: str = 'v1', class_ids: Sequence[int] = (0, 40, 10), height: int = 16, width: int = 64, **spec: float
 ) -> ModelMetadata:
-    input_spec = LidarInputSpec(height=height, width=width, fov_up_deg=spec.pop('fov_up_deg', 3.0),
-                                fov_down_deg=spec.pop('fov_down_deg', -25.0), **spec)
+    input_spec = LidarInputSpec(
+        height=height,
+        width=width,
+        fov_up_deg=spec.pop('fov_up_deg', 3.0),
+        fov_down_deg=spec.pop('fov_down_deg', -25.0),
+        **spec,
+    )
     return ModelMetadata(Modality.LIDAR, version, _classes(class_ids), input_spec)
 
 

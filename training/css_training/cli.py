@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import yaml
 from torch.utils.data import Dataset
 
 from css_perception.core.errors import MetadataError
@@ -24,9 +25,11 @@ from css_perception.core.metadata import Modality
 from css_perception.core.ontology import Ontology
 from css_perception.runtime.errors import RuntimeModelError
 from css_perception.runtime.model import SegmentationModel
+from css_perception.runtime.registry import Registry
 from css_perception.runtime.segmenter import make_segmenter
 from css_training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
-from css_training.config import ConfigError, RunConfig, load_config
+from css_training.config import ConfigError, RunConfig, apply_overrides, load_config
+from css_training.continual import add_classes
 from css_training.data.errors import DataError
 from css_training.datasets import CameraDataset, DatasetError, LidarDataset, read_records
 from css_training.evaluate import Metrics, evaluate_camera, evaluate_lidar, write_report
@@ -72,7 +75,61 @@ def get_args_parser() -> argparse.ArgumentParser:
     ex.add_argument('--data', nargs='+', help="recordings for the parity check; default: the run's val split")
     ex.add_argument('--fp16', type=Path, metavar='PATH', help='also write a float16 variant (GPU) to PATH')
     ex.add_argument('--no-current', action='store_true', help='publish without making it CURRENT')
+    add = sub.add_parser('add-classes', help='a continual step: learn new classes, publish the new version')
+    add.add_argument('--from', dest='parent', required=True, metavar='MODALITY[@VERSION]|CHECKPOINT',
+                     help='the previous model: a registry entry (lidar, lidar@v2) or a checkpoint (.pt)')  # fmt: skip
+    add.add_argument('--registry', type=Path, required=True, help='registry to read the parent from and publish to')
+    add.add_argument('--bags', nargs='+', required=True, help='recordings with the new classes labelled')
+    add.add_argument('--new-classes', required=True, help='comma-separated ontology names')
+    add.add_argument('--method', help='+-joined: finetune, joint, mib, lgkd, lskd, m2skd (default per modality)')
+    add.add_argument('--val', nargs='+', help='fully labelled recordings to score old and new classes on')
+    add.add_argument('--config', type=Path, help='continual run config YAML (config/train/continual_*.yaml)')
+    add.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE')
+    add.add_argument('--name', help='run name (default: <modality>_<parent version>_plus_<classes>)')
     return parser
+
+
+def _parent(args: argparse.Namespace) -> tuple[Path, str | None]:
+    """The parent's checkpoint and registry version, from ``modality[@version]`` or a checkpoint path."""
+    if args.parent.endswith('.pt'):
+        return Path(args.parent), None
+    modality, _, version = args.parent.partition('@')
+    registry = Registry(args.registry)
+    entry = registry.entry(modality, version) if version else registry.current(modality)
+    if entry is None:
+        msg = f'the registry {args.registry} has no current {modality} model'
+        raise DataError(msg)
+    provenance = SegmentationModel.load(entry.path, providers=['CPUExecutionProvider'], warmup=False).metadata
+    checkpoint = provenance.provenance.get('checkpoint')
+    if not checkpoint or not Path(checkpoint).exists():
+        msg = (
+            f'{modality} {entry.version} records no training checkpoint that exists here ({checkpoint!r}); '
+            'pass --from CHECKPOINT.pt'
+        )
+        raise DataError(msg)
+    return Path(checkpoint), entry.version
+
+
+def _add_classes(args: argparse.Namespace) -> None:
+    checkpoint, version = _parent(args)
+    parent, ckpt = load_checkpoint(checkpoint)
+    values = yaml.safe_load(args.config.read_text()) if args.config else {}
+    new = [n.strip() for n in args.new_classes.split(',') if n.strip()]
+    tag = version or checkpoint.parent.name
+    name = args.name or f'{ckpt["modality"]}_{tag}_plus_{"_".join(new)}'
+    values = apply_overrides(values or {}, args.overrides)
+    values.update(name=name, modality=ckpt['modality'], input=ckpt['input_spec'])
+    values['model'] = {k: ckpt['model_config'][k] for k in ('arch', 'preset')}
+    values['data'] = {**values.get('data', {}), 'train': args.bags, 'val': args.val or [], 'classes': new}
+    values.setdefault('continual', {})
+    if args.method:
+        values['continual']['method'] = args.method
+    cfg = RunConfig.from_dict(values)
+    run_dir = add_classes(cfg, parent, ckpt, version)
+    best = read_checkpoint(run_dir / 'best.pt')
+    print(f'{name}: {best["method"]}, classes {[c["name"] for c in best["classes"]]}, scores {best["scores"]}')
+    args.checkpoint, args.data, args.fp16, args.no_current = run_dir / 'best.pt', None, None, False
+    _export(args)
 
 
 def _run_config(ckpt: dict) -> RunConfig:
@@ -84,8 +141,8 @@ def _paths(cfg: RunConfig | None, given: Sequence[str] | None, part: str) -> lis
         return list(given)
     if cfg is not None and cfg.data.sim_config:
         return [str(Path(cfg.data.sim_dir) / part)]
-    if cfg is not None and part == 'val' and cfg.data.val:
-        return list(cfg.data.val)
+    if cfg is not None and part == 'val' and (cfg.data.val or cfg.data.train):
+        return list(cfg.data.val or cfg.data.train)
     msg = f'give --data: the model names no {part} recordings'
     raise DataError(msg)
 
@@ -148,7 +205,7 @@ def _export(args: argparse.Namespace) -> None:
         metadata,
         args.registry,
         inputs,
-        provenance={**metadata.provenance, 'checkpoint': str(args.checkpoint)},
+        provenance={**metadata.provenance, 'checkpoint': str(Path(args.checkpoint).resolve())},
         make_current=not args.no_current,
     )
     print(f'published {metadata.modality.value} {entry.version} -> {entry.path}')
@@ -172,8 +229,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         elif args.command == 'eval':
             _evaluate(args)
-        else:
+        elif args.command == 'export':
             _export(args)
+        else:
+            _add_classes(args)
     except _ERRORS as err:
         print(f'css-train {args.command}: {err}', file=sys.stderr)
         return 2

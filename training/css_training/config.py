@@ -23,6 +23,7 @@ from css_training.models import ModelConfig
 __all__ = [
     'AugmentConfig',
     'ConfigError',
+    'ContinualSection',
     'DataConfig',
     'ModelSection',
     'OptimConfig',
@@ -118,6 +119,44 @@ class OptimConfig:
 
 
 @dataclass
+class ContinualSection:
+    """A continual step (``css-train add-classes``); ``data.classes`` are the new classes.
+
+    Attributes:
+        method: ``+``-joined methods (finetune, joint, mib, lgkd, lskd, m2skd); None: lgkd+m2skd for LiDAR,
+            lgkd+lskd for camera.
+        kd_weight: weight of MiB's unbiased KD.
+        lgkd_prev, lgkd_novel: LGKD's weights of background and new-class positions (the reference's 10 and 1).
+        pod_weight, context_weight: LSKD's base factors of the layer (POD) and context terms; the learned
+            trade-off weights multiply them.
+        lskd_alpha, lskd_gamma, lskd_beta: the gradient-equilibrium objective's settings.
+        m2_logit_weight, m2_affinity_weight, m2_feature_weight: M2SKD terms (the reference's 5, 1 and 0).
+        m2_teacher: ``frozen`` (a multi-scan teacher trained first, then frozen; the paper) or ``shared`` (one
+            network on both inputs, the multi-scan output detached as target; the released code).
+        m2_teacher_weight: segmentation-loss weight of the multi-scan branch in ``shared`` mode (0.2).
+        m2_window: neighbouring scans fused on each side.
+        hard_classes: classes fused and grouped by M2SKD; None: the labelled classes with < 0.5 % of the points.
+    """
+
+    method: str | None = None
+    kd_weight: float = 10.0
+    lgkd_prev: float = 10.0
+    lgkd_novel: float = 1.0
+    pod_weight: float = 0.01
+    context_weight: float = 0.01
+    lskd_alpha: float = 1.5
+    lskd_gamma: float = 1.0
+    lskd_beta: float = 1.0
+    m2_logit_weight: float = 5.0
+    m2_affinity_weight: float = 1.0
+    m2_feature_weight: float = 0.0
+    m2_teacher: str = 'frozen'
+    m2_teacher_weight: float = 0.2
+    m2_window: int = 2
+    hard_classes: tuple[str, ...] | None = None
+
+
+@dataclass
 class RunConfig:
     """One training run. ``input`` holds the ``LidarInputSpec`` / ``CameraInputSpec`` fields of the modality.
 
@@ -150,6 +189,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    continual: ContinualSection = field(default_factory=ContinualSection)
 
     def __post_init__(self) -> None:
         try:

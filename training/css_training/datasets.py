@@ -26,6 +26,7 @@ from css_perception.core.ontology import Ontology
 from css_perception.core.projection import RangeProjection, project_scan
 from css_training.config import AugmentConfig
 from css_training.data.bags import BagTopics, read_camera_frames, read_lidar_scans
+from css_training.data.fusion import fuse_hard_instances
 from css_training.data.kitti import read_semantic_kitti
 from css_training.data.records import SEMANTIC_MASK, CameraFrame, LidarScan
 from css_training.losses.segmentation import IGNORE_INDEX
@@ -35,6 +36,7 @@ __all__ = [
     'CameraDataset',
     'DatasetError',
     'LidarDataset',
+    'MultiScanDataset',
     'ProjectedScan',
     'augment_image',
     'augment_points',
@@ -105,8 +107,11 @@ def read_records(
     return Subset(records, labelled[:max_samples])
 
 
-def class_lut(class_ids: Sequence[int]) -> np.ndarray:
+def class_lut(class_ids: Sequence[int], labelled: Sequence[int] | None = None) -> np.ndarray:
     """(65536,) uint8 table from ontology id to output channel; ids outside ``class_ids`` map to 0.
+
+    ``labelled`` (a continual step's new classes) keeps only those ids: every other id becomes background,
+    as in a recording where only the new classes were annotated.
 
     Raises:
         DatasetError: the class list does not start with id 0 or has more channels than uint8 labels allow.
@@ -117,6 +122,10 @@ def class_lut(class_ids: Sequence[int]) -> np.ndarray:
         raise DatasetError(msg)
     lut = np.zeros(SEMANTIC_MASK + 1, np.uint8)
     lut[ids] = np.arange(ids.size, dtype=np.uint8)
+    if labelled is not None:
+        keep = np.zeros_like(lut)
+        keep[np.asarray(labelled, np.int64)] = 1
+        lut *= keep
     return lut
 
 
@@ -138,7 +147,7 @@ def augment_points(
     points = points[keep]
     out = np.empty_like(points)
     out[:, :3] = points[:, :3] @ transform.T.astype(points.dtype)
-    out[:, 3] = points[:, 3]
+    out[:, 3:] = points[:, 3:]  # intensity, and any per-point columns a caller carries along
     return out, labels[keep]
 
 
@@ -182,11 +191,12 @@ class LidarDataset(Dataset):
         class_ids: Sequence[int],
         augment: AugmentConfig | None = None,
         seed: int = 0,
+        labelled: Sequence[int] | None = None,
     ) -> None:
         self.scans = scans
         self.spec = spec
         self.class_ids = tuple(int(i) for i in class_ids)
-        self.lut = class_lut(self.class_ids)
+        self.lut = class_lut(self.class_ids, labelled)
         self.augment = augment if augment is not None and augment.enabled else None
         self.seed = seed
         self.epoch = 0
@@ -269,11 +279,12 @@ class CameraDataset(Dataset):
         class_ids: Sequence[int],
         augment: AugmentConfig | None = None,
         seed: int = 0,
+        labelled: Sequence[int] | None = None,
     ) -> None:
         self.frames = frames
         self.spec = spec
         self.class_ids = tuple(int(i) for i in class_ids)
-        self.lut = class_lut(self.class_ids)
+        self.lut = class_lut(self.class_ids, labelled)
         self.augment = augment if augment is not None and augment.enabled else None
         self.seed = seed
         self.epoch = 0
@@ -309,3 +320,60 @@ class CameraDataset(Dataset):
             msg = f'frame {index} (stamp {frame.stamp_ns}) has no labels; drop unlabelled frames first'
             raise DatasetError(msg)
         return frame
+
+
+class MultiScanDataset(Dataset):
+    """M2SKD samples: (student input, target, teacher input, teacher target, groups) from a LidarDataset's scans.
+
+    The teacher input is the scan with the hard-class instances of its neighbours fused in
+    (:func:`css_training.data.fusion.fuse_hard_instances`), augmented with the same draw as the student's points
+    and projected the same way. ``groups`` (H, W) int64 names, per student pixel, the hard-class instance of the
+    point that fills it (its packed label), 0 elsewhere: the groups of M2SKD's affinity term.
+    """
+
+    def __init__(self, base: LidarDataset, hard_ids: Sequence[int], window: int = 2) -> None:
+        self.base = base
+        self.hard = np.zeros(SEMANTIC_MASK + 1, bool)
+        self.hard[np.asarray(hard_ids, np.int64)] = True
+        self.window = window
+        self._fused: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def set_epoch(self, epoch: int) -> None:
+        self.base.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def fused(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(points (N, 5) with an origin column, 1 for fused points; packed labels), computed once per scan."""
+        if index not in self._fused:
+            points, labels = fuse_hard_instances(self.base.scans, index, np.flatnonzero(self.hard), self.window)
+            origin = np.zeros((len(points), 1), np.float32)
+            origin[len(self.base.scans[index].points) :] = 1.0
+            self._fused[index] = (np.hstack([points, origin]), labels)
+        return self._fused[index]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        points, labels = self.fused(index)
+        if self.base.augment is not None:
+            rng = np.random.default_rng((self.base.seed, self.base.epoch, index))
+            points, labels = augment_points(points, labels, rng, self.base.augment)
+        mine = points[:, 4] == 0
+        spec = self.base.spec
+        student = project_scan(points[mine, :3], points[mine, 3], spec)
+        teacher = project_scan(points[:, :3], points[:, 3], spec)
+        own = labels[mine]
+        target = LidarDataset._target(student, self.base.lut[own & SEMANTIC_MASK])
+        in_group = self.hard[own & SEMANTIC_MASK] & (self.base.lut[own & SEMANTIC_MASK] > 0) & (own >> 16 > 0)
+        winner = student.winner
+        groups = np.zeros(winner.shape, np.int64)
+        hit = winner >= 0
+        groups[hit] = np.where(in_group[winner[hit]], own[winner[hit]], 0)
+        teacher_target = LidarDataset._target(teacher, self.base.lut[labels & SEMANTIC_MASK])
+        return (
+            torch.from_numpy(student.image),
+            target,
+            torch.from_numpy(teacher.image),
+            teacher_target,
+            torch.from_numpy(groups),
+        )

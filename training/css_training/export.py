@@ -49,6 +49,8 @@ def metadata_from_checkpoint(ckpt: dict[str, Any]) -> ModelMetadata:
         'model': ckpt['model_config'],
         'data': ckpt.get('data'),
         'val_miou': (ckpt.get('metrics') or {}).get('miou'),
+        'val_scores': ckpt.get('scores'),
+        'new_classes': ckpt.get('new_classes'),
     }
     return ModelMetadata(modality, 'draft', classes, spec, ckpt.get('parent_version'), provenance)
 

@@ -40,7 +40,9 @@ from css_training.sim.record import generate_split
 __all__ = [
     'TrainError',
     'build_datasets',
+    'choose_device',
     'evaluate',
+    'seed_everything',
     'train',
     'train_one_epoch',
 ]
@@ -143,8 +145,8 @@ def train(run_cfg: RunConfig, resume: bool = False, stop_after: int | None = Non
         TrainError: the run directory holds a run and ``resume`` is False, or ``resume`` finds no ``last.pt``.
     """
     cfg = run_cfg
-    device = _device(cfg.device)
-    _seed_everything(cfg.seed, cfg.deterministic, cfg.threads)
+    device = choose_device(cfg.device)
+    seed_everything(cfg.seed, cfg.deterministic, cfg.threads)
     run_dir = cfg.run_dir
     last = run_dir / 'last.pt'
     if resume and not last.exists():
@@ -297,13 +299,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _device(name: str) -> torch.device:
+def choose_device(name: str) -> torch.device:
     if name == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     return torch.device(name)
 
 
-def _seed_everything(seed: int, deterministic: bool, threads: int | None) -> None:
+def seed_everything(seed: int, deterministic: bool, threads: int | None) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -33,6 +33,13 @@ __all__ = [
 ]
 
 
+def _distance(a: torch.Tensor, b: torch.Tensor, dims: tuple[int, ...] = (1,)) -> torch.Tensor:
+    """Euclidean (Frobenius) distance over ``dims``; the epsilon keeps its gradient finite where a == b
+    (a student that starts as a copy of its teacher).
+    """
+    return ((a - b).pow(2).sum(dim=dims) + 1e-12).sqrt()
+
+
 def mask_positions(x: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
     """``x`` (B, C, H, W) with every channel zeroed where ``drop`` (B, H, W) is True (an image or a range image)."""
     return x * (~drop).unsqueeze(1).to(x.dtype)
@@ -73,6 +80,7 @@ def local_pod(feature: torch.Tensor, scales: Sequence[int] = (1, 2, 4)) -> torch
         cols = torch.linspace(0, width, s + 1).round().long().tolist()
         for r0, r1 in itertools.pairwise(rows):
             for c0, c1 in itertools.pairwise(cols):
+                r0, c0 = min(r0, height - 1), min(c0, width - 1)  # grids finer than the map reuse edge cells
                 cell = x[..., r0 : max(r1, r0 + 1), c0 : max(c1, c0 + 1)]
                 parts += [cell.mean(dim=3).flatten(1), cell.mean(dim=2).flatten(1)]
     return F.normalize(torch.cat(parts, dim=1), dim=1)
@@ -95,7 +103,7 @@ def pod_distillation(
         if mask is not None:
             m = F.interpolate(mask[:, None].float(), size=s.shape[-2:], mode='nearest')
             s, t = s * m, t * m
-        total = total + (local_pod(s) - local_pod(t)).norm(dim=1).mean()
+        total = total + _distance(local_pod(s), local_pod(t)).mean()
     return total * math.sqrt(seen_classes / max(new_classes, 1))
 
 
@@ -120,8 +128,7 @@ def context_distillation(
     if mask is not None:
         m = mask[:, None].to(student.dtype)
         student, teacher = student * m, teacher * m
-    diff = second_order_pool(student, groups) - second_order_pool(teacher, groups)
-    return diff.pow(2).sum(dim=(2, 3)).sqrt().mean()
+    return _distance(second_order_pool(student, groups), second_order_pool(teacher, groups), dims=(2, 3)).mean()
 
 
 class GradientEquilibrium(nn.Module):

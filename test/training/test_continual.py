@@ -1,0 +1,208 @@
+"""Continual steps on a tiny simulated bag: every method publishes a model the node loads, classes old + new."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from css_perception.core.metadata import Modality
+from css_perception.runtime.model import SegmentationModel
+from css_perception.runtime.registry import Registry
+from css_training.checkpoint import load_checkpoint
+from css_training.cli import main
+from css_training.config import ConfigError, load_config
+from css_training.continual import add_classes, grow_model, parse_methods
+from css_training.data.bags import read_lidar_scans
+from css_training.data.fusion import fuse_hard_instances, rare_classes
+from css_training.data.records import LidarScan
+from css_training.datasets import LidarDataset, MultiScanDataset
+from css_training.sim.config import CameraConfig, LidarConfig, SceneConfig, SimConfig
+from css_training.sim.record import simulate
+
+BASE = ['road', 'sidewalk', 'building', 'vegetation']
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A tiny bag, a base LiDAR and camera model trained for one epoch and published as v1."""
+    root = tmp_path_factory.mktemp('continual')
+    bag = root / 'bag'
+    simulate(
+        SimConfig(
+            seed=11,
+            scans=8,
+            lidar=LidarConfig(beams=16, azimuth_steps=256),
+            camera=CameraConfig(width=48, height=32, fx=33.0, fy=33.0, rate_hz=10.0),
+            scene=SceneConfig(density=4.0),
+        ),
+        bag,
+        progress=False,
+    )
+    registry = root / 'models'
+    for modality, arch, spec in (
+        ('lidar', 'rangenet', {'height': 16, 'width': 128, 'fov_up_deg': 2.0, 'fov_down_deg': -24.8}),
+        ('camera', 'imagenet', {'height': 32, 'width': 48}),
+    ):
+        config = root / f'{modality}.yaml'
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    'name': f'{modality}_base',
+                    'modality': modality,
+                    'out_dir': str(root / 'runs'),
+                    'threads': 1,
+                    'progress': False,
+                    'model': {'arch': arch, 'preset': 'lite'},
+                    'input': spec,
+                    'data': {'train': [str(bag)], 'classes': BASE},
+                    'optim': {'epochs': 1, 'batch_size': 4},
+                }
+            )
+        )
+        assert main(['base', '--config', str(config)]) == 0
+        assert main(['export', str(root / 'runs' / f'{modality}_base' / 'best.pt'), '--registry', str(registry),
+                     '--data', str(bag)]) == 0  # fmt: skip
+    step = root / 'step.yaml'
+    step.write_text(
+        yaml.safe_dump(
+            {
+                'out_dir': str(root / 'runs'),
+                'threads': 1,
+                'progress': False,
+                'optim': {'epochs': 1, 'batch_size': 4},
+                'continual': {'hard_classes': ['car', 'person'], 'm2_window': 1},
+            }
+        )
+    )
+    return {'root': root, 'bag': bag, 'registry': registry, 'step': step}
+
+
+@pytest.mark.parametrize(
+    ('modality', 'method'),
+    [
+        ('lidar', 'finetune'),
+        ('lidar', 'joint'),
+        ('lidar', 'mib'),
+        ('lidar', 'lgkd'),
+        ('lidar', 'lskd'),
+        ('lidar', 'lgkd+m2skd'),
+        ('camera', 'lgkd+lskd'),
+    ],
+)
+def test_each_method_publishes_old_plus_new_classes(setup: dict, modality: str, method: str) -> None:
+    registry = setup['registry']
+    name = f'{modality}_{method.replace("+", "_")}'
+    argv = ['add-classes', '--from', f'{modality}@v1', '--registry', str(registry), '--bags', str(setup['bag']),
+            '--new-classes', 'car,person', '--method', method, '--config', str(setup['step']), '--name', name,
+            '--val', str(setup['bag'])]  # fmt: skip
+    assert main(argv) == 0
+    entry = Registry(registry).current(modality)
+    model = SegmentationModel.load(entry.path, providers=['CPUExecutionProvider'])
+    meta = model.metadata
+    assert [c.name for c in meta.classes] == ['unlabeled', *BASE, 'car', 'person']
+    assert meta.parent_version == 'v1'
+    assert set(meta.provenance['method'].split('+')) == set(method.split('+'))
+    assert meta.provenance['export_parity']['argmax_agreement'] >= 0.999
+    assert set(meta.provenance['val_scores']) == {'miou', 'old_miou', 'new_miou'}
+
+
+def test_two_steps_in_a_row_chain_parents(setup: dict) -> None:
+    registry = setup['registry']
+    common = ['--registry', str(registry), '--bags', str(setup['bag']), '--config', str(setup['step']),
+              '--method', 'lgkd']  # fmt: skip
+    assert main(['add-classes', '--from', 'lidar@v1', '--new-classes', 'car', '--name', 'chain1', *common]) == 0
+    first = Registry(registry).current('lidar').version
+    assert (
+        main(['add-classes', '--from', f'lidar@{first}', '--new-classes', 'person', '--name', 'chain2', *common]) == 0
+    )
+    meta = SegmentationModel.load(Registry(registry).current('lidar').path, warmup=False).metadata
+    assert meta.parent_version == first
+    assert [c.name for c in meta.classes] == ['unlabeled', *BASE, 'car', 'person']
+
+
+def test_the_teacher_is_not_changed_and_the_student_starts_as_the_parent(setup: dict) -> None:
+    parent, ckpt = load_checkpoint(setup['root'] / 'runs' / 'lidar_base' / 'best.pt')
+    before = {k: v.clone() for k, v in parent.state_dict().items()}
+    student = grow_model(parent, 2).eval()
+    x = torch.randn(1, 5, 16, 128)
+    with torch.no_grad():
+        p_old, q = parent(x).softmax(1), student(x).softmax(1)
+    merged = torch.cat([q[:, :1] + q[:, -2:].sum(1, keepdim=True), q[:, 1:-2]], dim=1)
+    assert torch.allclose(merged, p_old, atol=1e-5)
+    values = yaml.safe_load(setup['step'].read_text())
+    values.update(name='teacher_check', modality='lidar', input=ckpt['input_spec'], model={'arch': 'rangenet'})
+    values['data'] = {'train': [str(setup['bag'])], 'classes': ['car']}
+    values['continual']['method'] = 'lgkd+lskd'
+    cfg = load_config(None, [f'{k}={yaml.safe_dump(v, default_flow_style=True).strip()}' for k, v in values.items()])
+    add_classes(cfg, parent, ckpt, 'v1')
+    for name, tensor in parent.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
+
+
+def test_bad_steps_are_refused(setup: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    common = ['--registry', str(setup['registry']), '--bags', str(setup['bag']), '--config', str(setup['step'])]
+    assert main(['add-classes', '--from', 'lidar@v1', '--new-classes', 'road', *common]) == 2
+    assert 'already knows' in capsys.readouterr().err
+    assert main(['add-classes', '--from', 'camera@v1', '--new-classes', 'car', '--method', 'm2skd', *common]) == 2
+    assert 'm2skd needs LiDAR' in capsys.readouterr().err
+    assert main(['add-classes', '--from', 'lidar@v1', '--new-classes', 'car', '--method', 'mib+finetune', *common]) == 2
+    assert 'baselines' in capsys.readouterr().err
+    assert main(['add-classes', '--from', 'lidar@v99', '--new-classes', 'car', *common]) == 2
+    assert 'v99' in capsys.readouterr().err
+    with pytest.raises(ConfigError, match='unknown method'):
+        parse_methods('lgkd+magic', Modality.LIDAR)
+
+
+def pose(x: float) -> np.ndarray:
+    out = np.eye(4)
+    out[0, 3] = x
+    return out
+
+
+def test_fusion_moves_hard_instances_where_the_poses_and_icp_say() -> None:
+    rng = np.random.default_rng(0)
+    person = rng.normal(0, 0.2, (40, 3)) + np.array([10.0, 2.0, 0.0])  # in the odom frame at scan 0
+    pole = np.column_stack([np.full(20, 5.0), np.full(20, -3.0), np.linspace(0, 4, 20)])
+    car = rng.normal(0, 0.5, (30, 3)) + np.array([8.0, -6.0, 0.0])
+    ghost = rng.normal(0, 0.2, (15, 3)) + np.array([20.0, 0.0, 0.0])  # an instance scan 0 does not hold
+
+    def scan(points_odom: list[np.ndarray], labels: list[int], x: float) -> LidarScan:
+        xyz = np.concatenate(points_odom) - np.array([x, 0.0, 0.0])  # sensor frame of a sensor at (x, 0, 0)
+        lab = np.concatenate([np.full(len(p), v, np.uint32) for p, v in zip(points_odom, labels, strict=True)])
+        return LidarScan(0, np.column_stack([xyz, np.ones(len(xyz))]).astype(np.float32), lab, pose(x))
+
+    person_label = 30 | 5 << 16
+    scans = [
+        scan([person[:20]], [person_label], 0.0),
+        scan(
+            [person[20:] + np.array([0.6, 0.0, 0.0]), pole, car, ghost],
+            [person_label, 80, 10 | 7 << 16, 30 | 9 << 16],
+            1.5,
+        ),
+    ]
+    points, labels = fuse_hard_instances(scans, 0, hard_ids=[30, 80], window=1)
+    assert len(points) == 20 + 20 + 20  # scan 0, the person's other half, the pole; no car, no ghost
+    np.testing.assert_array_equal(labels[:20], np.full(20, person_label))
+    fused_person = points[20:][labels[20:] == person_label, :3]
+    assert np.linalg.norm(fused_person.mean(0) - person[:20].mean(0)) < 0.3  # moved by 0.6 m, brought back
+    fused_pole = points[20:][labels[20:] == 80, :3]
+    np.testing.assert_allclose(fused_pole, pole, atol=1e-5)  # static: the poses alone, into scan 0's frame
+    assert rare_classes({0: 500, 40: 900, 30: 3, 80: 2}) == [30, 80]
+
+
+def test_multi_scan_samples_add_points_only_to_the_teacher(setup: dict) -> None:
+    scans = read_lidar_scans(setup['bag'])
+    spec_values = {'height': 16, 'width': 128, 'fov_up_deg': 2.0, 'fov_down_deg': -24.8}
+    from css_perception.core.metadata import LidarInputSpec
+
+    base = LidarDataset(scans, LidarInputSpec(**spec_values), [0, 40, 10, 30], labelled=[10, 30])
+    dataset = MultiScanDataset(base, [10, 30], window=1)
+    x, target, xt, _, groups = dataset[3]
+    plain_x, plain_target = base[3]
+    assert torch.equal(x, plain_x)
+    assert torch.equal(target, plain_target)
+    assert set(torch.unique(target).tolist()) <= {0, 2, 3, 255}  # road (channel 1) is not labelled here
+    assert (xt != 0).any(dim=0).sum() >= (x != 0).any(dim=0).sum()
+    assert ((groups > 0) <= (target >= 2)).all()
