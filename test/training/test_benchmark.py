@@ -1,0 +1,66 @@
+"""css-bench continual on a tiny preset: every chain runs, the JSON and the docs section are written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from css_training.bench_cli import main
+
+STEP = {'threads': 1, 'optim': {'epochs': 1, 'batch_size': 2}}
+
+
+def test_tiny_benchmark_writes_results_and_docs(tmp_path: Path) -> None:
+    sim = tmp_path / 'sim.yaml'
+    sim.write_text(yaml.safe_dump({'lidar': {'beams': 16, 'azimuth_steps': 256}, 'camera': {'enabled': False},
+                                   'scene': {'density': 4.0}}))  # fmt: skip
+    base = tmp_path / 'base.yaml'
+    base.write_text(
+        yaml.safe_dump(
+            {
+                'name': 'lidar_base',
+                'modality': 'lidar',
+                'out_dir': str(tmp_path / 'runs'),
+                'threads': 1,
+                'progress': False,
+                'input': {'height': 16, 'width': 128, 'fov_up_deg': 2.0, 'fov_down_deg': -24.8},
+                'data': {'sim_config': str(sim), 'sim_dir': str(tmp_path / 'sim'), 'classes': ['road', 'building'],
+                         'sim_scans': {'train': 4, 'val': 2, 'test': 2}},
+                'optim': {'epochs': 1, 'batch_size': 2},
+            }
+        )
+    )  # fmt: skip
+    preset = tmp_path / 'tiny.yaml'
+    preset.write_text(
+        yaml.safe_dump(
+            {
+                'name': 'tiny',
+                'seeds': [0],
+                'sim_config': str(sim),
+                'sim_dir': str(tmp_path / 'bench_sim'),
+                'sim_scans': {'train': 4, 'val': 2, 'test': 2, 'new': 4},
+                'modalities': {'lidar': {'base': str(base), 'step': STEP}},
+                'splits': {'2-1x2': [['car'], ['vegetation']]},
+                'methods': ['finetune', 'lgkd', 'joint'],
+                'out_dir': str(tmp_path / 'bench'),
+            }
+        )
+    )  # fmt: skip
+    docs = tmp_path / 'results.md'
+    docs.write_text('# Results\n\nkept text\n')
+    assert main(['continual', '--config', str(preset), '--docs', str(docs)]) == 0
+    results = json.loads((tmp_path / 'bench' / 'continual_tiny.json').read_text())
+    assert [(r['method'], len(r['steps'])) for r in results['runs']] == [('finetune', 2), ('lgkd', 2), ('joint', 2)]
+    last = results['runs'][1]['steps'][-1]
+    assert set(last['iou']) == {'road', 'building', 'car', 'vegetation'}
+    assert set(last['scores']) == {'miou', 'old_miou', 'new_miou'}
+    text = docs.read_text()
+    assert text.startswith('# Results\n\nkept text\n')
+    assert '| lgkd |' in text
+    assert (tmp_path / 'img' / 'continual_tiny_lidar_2-1x2.png').exists()
+    # Rendering again replaces the section instead of appending a second one.
+    assert main(['continual', '--config', str(preset), '--docs', str(docs), '--from-json',
+                 str(tmp_path / 'bench' / 'continual_tiny.json')]) == 0  # fmt: skip
+    assert docs.read_text().count('<!-- continual:tiny:start -->') == 1

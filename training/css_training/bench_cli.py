@@ -1,0 +1,67 @@
+"""``css-bench``: benchmarks of the training module.
+
+css-bench continual --config config/benchmarks/small.yaml [--only lidar] [--docs docs/results.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from css_training.benchmark import BenchmarkConfig, render_markdown, run_continual
+from css_training.config import ConfigError
+from css_training.data.errors import DataError
+
+__all__ = ['get_args_parser', 'main']
+
+START, END = '<!-- continual:{name}:start -->', '<!-- continual:{name}:end -->'
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='css-bench', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest='command', required=True)
+    continual = sub.add_parser('continual', help='class-incremental benchmark on the simulated data')
+    continual.add_argument('--config', type=Path, required=True, help='benchmark preset (config/benchmarks/)')
+    continual.add_argument('--only', choices=['lidar', 'camera'], help='one modality')
+    continual.add_argument('--docs', type=Path, help='markdown file whose continual section is rewritten')
+    continual.add_argument('--from-json', type=Path, help='render an earlier run instead of running')
+    return parser
+
+
+def write_section(doc: Path, name: str, body: str) -> None:
+    """Replaces the text between this preset's markers in ``doc`` (appends the section when absent)."""
+    start, end = START.format(name=name), END.format(name=name)
+    text = doc.read_text() if doc.exists() else ''
+    block = f'{start}\n{body}\n{end}'
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = f'{text.rstrip()}\n\n{block}\n'
+    doc.write_text(text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    args = get_args_parser().parse_args(argv)
+    try:
+        config = BenchmarkConfig.load(args.config)
+        results = json.loads(args.from_json.read_text()) if args.from_json else run_continual(config, args.only)
+    except (ConfigError, DataError, OSError) as err:
+        print(f'css-bench: {err}', file=sys.stderr)
+        return 2
+    plot_dir = (args.docs.parent if args.docs else Path(config.out_dir)) / 'img'
+    body = render_markdown(results, plot_dir)
+    print(body)
+    if args.docs:
+        write_section(args.docs, config.name, body.replace('](', '](img/'))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

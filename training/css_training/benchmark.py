@@ -1,0 +1,209 @@
+"""The continual-learning benchmark: class-incremental splits on the simulated data, every method, several seeds.
+
+For each modality, split, method and seed, a chain of continual steps starts from the modality's base model;
+after every step the model is scored on the held-out test sequence (all labels) over the classes it knows:
+mIoU of the base classes (old), of the classes added so far (new) and of all (background excluded), per class.
+Steps train on the split's ``new`` recording with only the step's classes labelled (``joint``: every known
+class labelled, the upper bound).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from matplotlib.figure import Figure
+
+from css_perception.core.metadata import Modality
+from css_training.checkpoint import load_checkpoint, read_checkpoint
+from css_training.config import ConfigError, RunConfig, apply_overrides, load_config
+from css_training.continual import DEFAULT_METHODS, add_classes
+from css_training.sim.config import SimConfig
+from css_training.sim.record import generate_split
+from css_training.train import train
+
+__all__ = ['BenchmarkConfig', 'render_markdown', 'run_continual', 'summarise']
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class BenchmarkConfig:
+    """A benchmark preset (``config/benchmarks/*.yaml``).
+
+    Attributes:
+        name: preset name; results go to ``<out_dir>/continual_<name>.json``.
+        seeds: step seeds (data order, augmentation); the base model is shared.
+        sim_config, sim_dir, sim_scans: the simulated split; its ``new`` part is the continual recording.
+        modalities: per modality, ``base`` (a base run config, trained when missing) and ``step`` (settings
+            merged into every step's run config).
+        splits: name -> list of steps, each a list of new class names.
+        methods: method lists (``default`` = the package's default for the modality); m2skd runs on LiDAR only.
+        out_dir: where runs and results go.
+    """
+
+    name: str
+    seeds: tuple[int, ...] = (0, 1)
+    sim_config: str = 'config/sim/demo.yaml'
+    sim_dir: str = 'out/bench/sim'
+    sim_scans: dict[str, int] = field(default_factory=lambda: {'train': 240, 'val': 40, 'test': 60, 'new': 120})
+    modalities: dict[str, dict[str, Any]] = field(default_factory=dict)
+    splits: dict[str, list[list[str]]] = field(default_factory=dict)
+    methods: tuple[str, ...] = ('finetune', 'mib', 'lgkd', 'lskd', 'm2skd', 'default', 'joint')
+    out_dir: str = 'out/bench'
+
+    @classmethod
+    def load(cls, path: Path) -> BenchmarkConfig:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:
+            msg = f'{path}: unknown benchmark keys {unknown}'
+            raise ConfigError(msg)
+        values = {k: tuple(v) if k in ('seeds', 'methods') else v for k, v in values.items()}
+        return cls(**values)
+
+
+def _base_checkpoint(base_config: str) -> Path:
+    """The base run's best.pt, trained first when the run does not exist yet."""
+    cfg = load_config(base_config)
+    best = cfg.run_dir / 'best.pt'
+    if not best.exists():
+        _log.info('training the base model %s', cfg.name)
+        train(cfg)
+    return best
+
+
+def _methods(config: BenchmarkConfig, modality: Modality) -> list[tuple[str, str]]:
+    """(label, method) pairs for the modality; m2skd only where there are scans."""
+    out = []
+    for label in config.methods:
+        method = DEFAULT_METHODS[modality] if label == 'default' else label
+        if 'm2skd' in method and modality is not Modality.LIDAR:
+            continue
+        out.append((f'default ({method})' if label == 'default' else label, method))
+    return out
+
+
+def run_continual(config: BenchmarkConfig, only: str | None = None) -> dict[str, Any]:
+    """Runs every (modality, split, method, seed) chain; returns (and writes) the results as JSON-ready data."""
+    sim_cfg = SimConfig.load(Path(config.sim_config))
+    split = generate_split(Path(config.sim_dir), sim_cfg, dict(config.sim_scans))
+    out = Path(config.out_dir) / config.name
+    results: dict[str, Any] = {'name': config.name, 'seeds': list(config.seeds), 'runs': []}
+    for modality_name, settings in config.modalities.items():
+        if only and only != modality_name:
+            continue
+        modality = Modality(modality_name)
+        base = _base_checkpoint(settings['base'])
+        for split_name, steps in config.splits.items():
+            for label, method in _methods(config, modality):
+                for seed in config.seeds:
+                    started = time.perf_counter()
+                    chain = _run_chain(
+                        base,
+                        steps,
+                        method,
+                        seed,
+                        settings.get('step', {}),
+                        split,
+                        out / modality_name / split_name / label.split(' ')[0] / f'seed{seed}',
+                    )
+                    results['runs'].append(
+                        {'modality': modality_name, 'split': split_name, 'method': label, 'seed': seed,
+                         'seconds': round(time.perf_counter() - started, 1), 'steps': chain}
+                    )  # fmt: skip
+                    _log.info('%s %s %s seed %d: %s', modality_name, split_name, label, seed, chain[-1]['scores'])
+                    path = Path(config.out_dir) / f'continual_{config.name}.json'
+                    path.write_text(json.dumps(results, indent=1))
+    return results
+
+
+def _run_chain(
+    base: Path,
+    steps: list[list[str]],
+    method: str,
+    seed: int,
+    step_settings: dict[str, Any],
+    split: dict[str, Path],
+    out: Path,
+) -> list[dict[str, Any]]:
+    parent_path, parent_version = base, None
+    chain = []
+    for index, new_classes in enumerate(steps):
+        parent, ckpt = load_checkpoint(parent_path)
+        values = apply_overrides(step_settings, [])
+        values.update(
+            name=f'step{index + 1}', out_dir=str(out), seed=seed, progress=False, modality=ckpt['modality'],
+            input=ckpt['input_spec'], model={k: ckpt['model_config'][k] for k in ('arch', 'preset')},
+        )  # fmt: skip
+        values['data'] = {**values.get('data', {}), 'train': [str(split['new'])], 'val': [str(split['test'])],
+                          'classes': list(new_classes)}  # fmt: skip
+        values['continual'] = {**values.get('continual', {}), 'method': method}
+        cfg = RunConfig.from_dict(values)
+        run_dir = cfg.run_dir
+        done = run_dir / 'last.pt'
+        if not (done.exists() and read_checkpoint(done)['epoch'] == cfg.optim.epochs):  # reuse finished steps
+            shutil.rmtree(run_dir, ignore_errors=True)
+            add_classes(cfg, parent, ckpt, parent_version)
+        last = read_checkpoint(done)
+        metrics = last['metrics']
+        chain.append(
+            {'step': index + 1, 'new_classes': list(new_classes), 'scores': last['scores'],
+             'iou': {c['name']: c['iou'] for c in metrics['classes'][1:]}}
+        )  # fmt: skip
+        parent_path, parent_version = run_dir / 'last.pt', f'step{index + 1}'
+    return chain
+
+
+def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per (modality, split, method): mean and spread (std over seeds) of old/new/all mIoU after the last step."""
+    groups: dict[tuple[str, str, str], list[dict[str, float]]] = {}
+    for run in results['runs']:
+        groups.setdefault((run['modality'], run['split'], run['method']), []).append(run['steps'][-1]['scores'])
+    rows = []
+    for (modality, split, method), scores in groups.items():
+        row: dict[str, Any] = {'modality': modality, 'split': split, 'method': method, 'seeds': len(scores)}
+        for key in ('old_miou', 'new_miou', 'miou'):
+            values = np.array([s[key] for s in scores], np.float64) * 100
+            row[key] = (float(np.nanmean(values)), float(np.nanstd(values)))
+        rows.append(row)
+    return rows
+
+
+def render_markdown(results: dict[str, Any], plot_dir: Path) -> str:
+    """The results section of docs/results.md: a table per modality and split, and a bar plot of each."""
+    rows = summarise(results)
+    lines = []
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    for modality, split in sorted({(r['modality'], r['split']) for r in rows}):
+        sub = [r for r in rows if r['modality'] == modality and r['split'] == split]
+        lines += [f'### {modality}, split `{split}` (after the last step; mean ± std over seeds)', '',
+                  '| method | old mIoU % | new mIoU % | all mIoU % | seeds |', '|---|---:|---:|---:|---:|']  # fmt: skip
+        for r in sub:
+            cells = ' | '.join(f'{r[k][0]:.1f} ± {r[k][1]:.1f}' for k in ('old_miou', 'new_miou', 'miou'))
+            lines.append(f'| {r["method"]} | {cells} | {r["seeds"]} |')
+        plot = plot_dir / f'continual_{results["name"]}_{modality}_{split}.png'
+        _plot(sub, plot, f'{modality}, {split}')
+        lines += ['', f'![{modality} {split}]({plot.name})', '']
+    return '\n'.join(lines)
+
+
+def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    fig = Figure(figsize=(8, 3.5), layout='constrained')
+    ax = fig.add_subplot()
+    x = np.arange(len(rows))
+    for i, (key, name) in enumerate((('old_miou', 'old'), ('new_miou', 'new'), ('miou', 'all'))):
+        means = [r[key][0] for r in rows]
+        spread = [r[key][1] for r in rows]
+        ax.bar(x + (i - 1) * 0.27, means, 0.27, yerr=spread, label=name, capsize=2)
+    ax.set(xticks=x, ylabel='mIoU (%)', title=title, ylim=(0, 100))
+    ax.set_xticklabels([r['method'] for r in rows], rotation=20, ha='right')
+    ax.legend()
+    fig.savefig(path, dpi=100)
