@@ -51,6 +51,9 @@ def test_unbiased_ce_with_only_background_old_is_plain_ce() -> None:
     assert torch.allclose(
         unbiased_cross_entropy(logits, target, old_classes=1), F.cross_entropy(logits, target, ignore_index=255)
     )
+    weight = torch.tensor([0.5, 1.0, 3.0, 2.0])
+    expected = F.cross_entropy(logits, target, weight=weight, ignore_index=255)
+    assert torch.allclose(unbiased_cross_entropy(logits, target, old_classes=1, weight=weight), expected)
 
 
 def test_unbiased_kd_on_a_hand_computed_case_and_no_teacher_gradient() -> None:

@@ -31,6 +31,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     continual.add_argument('--only', choices=['lidar', 'camera'], help='one modality')
     continual.add_argument('--docs', type=Path, help='markdown file whose continual section is rewritten')
     continual.add_argument('--from-json', type=Path, help='render an earlier run instead of running')
+    continual.add_argument('--methods', help="comma-separated subset of the preset's methods")
+    continual.add_argument('--seeds', help="comma-separated subset of the preset's seeds")
+    continual.add_argument('--splits', help="comma-separated subset of the preset's splits")
     return parser
 
 
@@ -51,6 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     try:
         config = BenchmarkConfig.load(args.config)
+        if args.methods:
+            config.methods = tuple(args.methods.split(','))
+        if args.seeds:
+            config.seeds = tuple(int(v) for v in args.seeds.split(','))
+        if args.splits:
+            config.splits = {k: v for k, v in config.splits.items() if k in args.splits.split(',')}
         results = json.loads(args.from_json.read_text()) if args.from_json else run_continual(config, args.only)
     except (ConfigError, DataError, OSError) as err:
         print(f'css-bench: {err}', file=sys.stderr)

@@ -49,7 +49,7 @@ from css_training.losses.lskd import (
 )
 from css_training.losses.m2skd import affinity_kd, feature_kd, logit_kd
 from css_training.losses.mib import mib_extend_classifier, unbiased_cross_entropy, unbiased_kd
-from css_training.losses.segmentation import IGNORE_INDEX
+from css_training.losses.segmentation import IGNORE_INDEX, class_weights
 from css_training.models import ModelConfig, SegmentationNet, build_model
 from css_training.train import TrainError, choose_device, seed_everything
 
@@ -115,8 +115,10 @@ class StepLoss:
         new_classes: int,
         student: SegmentationNet,
         multi_scan_teacher: SegmentationNet | None = None,
+        weight: torch.Tensor | None = None,
     ) -> None:
         self.methods, self.settings = methods, settings
+        self.weight = weight
         self.teacher, self.multi_scan_teacher = teacher, multi_scan_teacher
         self.old, self.new = old_classes, new_classes
         self.layers = _layer_names(student)
@@ -138,8 +140,8 @@ class StepLoss:
 
     def _segmentation(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.methods & {'finetune', 'joint'}:
-            return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
-        return unbiased_cross_entropy(logits, target, self.old)
+            return F.cross_entropy(logits, target, weight=self.weight, ignore_index=IGNORE_INDEX)
+        return unbiased_cross_entropy(logits, target, self.old, weight=self.weight)
 
     def __call__(self, student: SegmentationNet, batch: Batch) -> dict[str, torch.Tensor]:
         x, target = batch[0], batch[1]
@@ -313,13 +315,16 @@ def add_classes(
         base: Dataset = LidarDataset(records, spec, ids, cfg.augment, cfg.seed, labelled)  # type: ignore[arg-type]
     else:
         base = CameraDataset(records, spec, ids, cfg.augment, cfg.seed, labelled)  # type: ignore[arg-type]
+    counts = base.label_counts()  # type: ignore[attr-defined]
+    weight = class_weights(counts, cfg.optim.class_weight_power).to(device)
+    _log.info('step labels per channel %s, class weights %s', counts.tolist(), [round(float(w), 2) for w in weight])
     teacher = copy.deepcopy(parent).to(device).eval().requires_grad_(False)
     student = grow_model(parent, len(new_classes)).to(device)
     dataset: Dataset = base
     multi_scan_teacher = None
     hard: list[int] = []
     if 'm2skd' in methods:
-        hard = _hard_ids(cfg, base, ids, new_ids, ontology)  # type: ignore[arg-type]
+        hard = _hard_ids(cfg, counts, ids, new_ids, ontology)
         _log.info('M2SKD hard classes: %s', [ontology.by_id(i).name for i in hard])
         dataset = MultiScanDataset(base, hard, cfg.continual.m2_window)  # type: ignore[arg-type]
         if cfg.continual.m2_teacher == 'frozen':
@@ -341,7 +346,9 @@ def add_classes(
         elif cfg.continual.m2_teacher != 'shared':
             msg = f"continual.m2_teacher must be 'frozen' or 'shared', not {cfg.continual.m2_teacher!r}"
             raise ConfigError(msg)
-    loss = StepLoss(methods, cfg.continual, teacher, len(old_classes), len(new_classes), student, multi_scan_teacher)
+    loss = StepLoss(
+        methods, cfg.continual, teacher, len(old_classes), len(new_classes), student, multi_scan_teacher, weight
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / 'config.yaml')
     writer = SummaryWriter(str(run_dir / 'tb'))
@@ -389,11 +396,10 @@ def add_classes(
     return run_dir
 
 
-def _hard_ids(cfg: RunConfig, base: LidarDataset, ids: list[int], new_ids: list[int], ontology: Ontology) -> list[int]:
+def _hard_ids(cfg: RunConfig, counts: np.ndarray, ids: list[int], new_ids: list[int], ontology: Ontology) -> list[int]:
     if cfg.continual.hard_classes is not None:
         wanted = [ontology.by_name(n).id for n in cfg.continual.hard_classes]
         return [i for i in wanted if i in new_ids]
-    counts = base.label_counts()
     by_id = {ids[channel]: int(n) for channel, n in enumerate(counts)}
     rare = rare_classes(by_id)
     return [i for i in rare if i in new_ids] or list(new_ids)

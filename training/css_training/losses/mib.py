@@ -23,12 +23,18 @@ def _valid_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 
 def unbiased_cross_entropy(
-    logits: torch.Tensor, target: torch.Tensor, old_classes: int, ignore_index: int = IGNORE_INDEX
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    old_classes: int,
+    ignore_index: int = IGNORE_INDEX,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """MiB's unbiased CE: where y < C_old, loss = -log sum_{k < C_old} q_k; where y = c (new), -log q_c.
 
     Labels of old classes are folded into background, as the reference does (their data is not supposed to
-    carry them). With ``old_classes`` = 1 this is plain cross-entropy.
+    carry them). With ``old_classes`` = 1 this is plain cross-entropy. ``weight`` (C,) weighs positions by
+    their class (background's weight for the folded group) and normalises by the summed weights, as
+    ``F.cross_entropy`` does: rare new classes need it here as much as in base training.
     """
     valid = target != ignore_index
     safe = torch.where(valid, target, torch.zeros_like(target))
@@ -36,7 +42,10 @@ def unbiased_cross_entropy(
     log_old = torch.logsumexp(logits[:, :old_classes], dim=1) - log_norm
     log_picked = logits.gather(1, safe.unsqueeze(1)).squeeze(1) - log_norm
     log_prob = torch.where(safe < old_classes, log_old, log_picked)
-    return _valid_mean(-log_prob, valid)
+    if weight is None:
+        return _valid_mean(-log_prob, valid)
+    w = weight[torch.where(safe < old_classes, torch.zeros_like(safe), safe)] * valid
+    return (-log_prob * w).sum() / w.sum().clamp(min=1e-12)
 
 
 def unbiased_kd(
