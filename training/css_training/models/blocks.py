@@ -6,6 +6,7 @@ Every block is plain ``Conv2d``/``BatchNorm2d``/``LeakyReLU``/bilinear ``Resize`
 
 from __future__ import annotations
 
+import abc
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, NamedTuple
 
@@ -185,7 +186,7 @@ class UpBlock(nn.Module):
         return self.body(torch.cat([x, skip], dim=1))
 
 
-class SegmentationNet(nn.Module):
+class SegmentationNet(nn.Module, abc.ABC):
     """The interface every registered net implements (timm style).
 
     ``forward_features`` returns the named intermediates listed in ``feature_info`` ('stage1'..'stageN',
@@ -214,9 +215,9 @@ class SegmentationNet(nn.Module):
         self.feature_info: list[FeatureInfo] = []
         self.classifier: nn.Conv2d
 
+    @abc.abstractmethod
     def _features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Stages, 'decoder' and 'penultimate' (everything up to the classifier)."""
-        raise NotImplementedError
 
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self._features(x)
