@@ -30,6 +30,7 @@ __all__ = [
     'RunConfig',
     'apply_overrides',
     'load_config',
+    'plain_values',
 ]
 
 
@@ -229,7 +230,7 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON types (lists, not tuples): saved with the run and inside checkpoints."""
-        return _plain(dataclasses.asdict(self))
+        return plain_values(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
@@ -260,7 +261,7 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunCo
 
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """A copy of ``data`` with each ``a.b.c=value`` set; values are parsed as YAML (``1e-3``, ``[a, b]``)."""
-    out = _plain(data)
+    out = plain_values(data)
     for item in overrides:
         key, sep, raw = item.partition('=')
         if not sep or not key:
@@ -277,11 +278,12 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
     return out
 
 
-def _plain(value: Any) -> Any:
+def plain_values(value: Any) -> Any:
+    """Lists for tuples, str keys: what YAML, JSON and ``torch.load(weights_only=True)`` take back."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_values(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain_values(v) for v in value]
     return value
 
 

@@ -35,7 +35,7 @@ from tqdm import tqdm
 from css_perception.core.metadata import CameraInputSpec, ClassInfo, LidarInputSpec, Modality
 from css_perception.core.ontology import Ontology
 from css_training.checkpoint import get_rng_state, save_checkpoint
-from css_training.config import ConfigError, ContinualSection, RunConfig
+from css_training.config import ConfigError, ContinualSection, RunConfig, plain_values
 from css_training.data.fusion import rare_classes
 from css_training.datasets import CameraDataset, LidarDataset, MultiScanDataset, read_records
 from css_training.evaluate import Metrics, evaluate_camera, evaluate_lidar
@@ -359,7 +359,7 @@ def add_classes(
         'run_config': cfg.to_dict(),
         'modality': modality.value,
         'classes': [{'id': c.id, 'name': c.name, 'color': list(c.color)} for c in classes],
-        'input_spec': _plain(spec),
+        'input_spec': plain_values(asdict(spec)),
         'method': '+'.join(sorted(methods)),
         'parent_version': parent_version,
         'old_classes': [c.name for c in old_classes[1:]],
@@ -429,7 +429,3 @@ def _log_row(
         if name != 'epoch' and not np.isnan(value):
             writer.add_scalar(name, value, epoch)
     writer.flush()
-
-
-def _plain(spec: LidarInputSpec | CameraInputSpec) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(spec).items()}

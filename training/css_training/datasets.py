@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the torch convention
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
-from css_perception.core.metadata import CameraInputSpec, LidarInputSpec, Modality
+from css_perception.core.metadata import CameraInputSpec, Modality
 from css_perception.core.ontology import Ontology
 from css_perception.core.projection import RangeProjection, project_scan
 from css_training.config import AugmentConfig
@@ -176,7 +176,39 @@ def augment_image(
     return rgb.clamp(0.0, 1.0), target
 
 
-class LidarDataset(Dataset):
+class _LabelledDataset(Dataset):
+    """What the LiDAR and camera datasets share: samples, input spec, the class table and the epoch's seed.
+
+    ``class_ids`` are the output channels' ontology ids (channel 0 = id 0); ``labelled`` restricts the labels
+    kept (:func:`class_lut`); augmentation draws from ``(seed, epoch, index)``.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Any],
+        spec: Any,
+        class_ids: Sequence[int],
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+        labelled: Sequence[int] | None = None,
+    ) -> None:
+        self.samples = samples
+        self.spec = spec
+        self.class_ids = tuple(int(i) for i in class_ids)
+        self.lut = class_lut(self.class_ids, labelled)
+        self.augment = augment if augment is not None and augment.enabled else None
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw new augmentations this epoch (call before iterating, as with ``DistributedSampler``)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+class LidarDataset(_LabelledDataset):
     """Labelled scans -> (range-image input (C, H, W) float32, target (H, W) int64).
 
     Without augmentation each scan is projected once and kept in memory; with augmentation it is augmented and
@@ -184,30 +216,13 @@ class LidarDataset(Dataset):
     point-level evaluation needs.
     """
 
-    def __init__(
-        self,
-        scans: Sequence[LidarScan],
-        spec: LidarInputSpec,
-        class_ids: Sequence[int],
-        augment: AugmentConfig | None = None,
-        seed: int = 0,
-        labelled: Sequence[int] | None = None,
-    ) -> None:
-        self.scans = scans
-        self.spec = spec
-        self.class_ids = tuple(int(i) for i in class_ids)
-        self.lut = class_lut(self.class_ids, labelled)
-        self.augment = augment if augment is not None and augment.enabled else None
-        self.seed = seed
-        self.epoch = 0
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._cache: dict[int, ProjectedScan] = {}
 
-    def set_epoch(self, epoch: int) -> None:
-        """Draw new augmentations this epoch (call before iterating, as with ``DistributedSampler``)."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.scans)
+    @property
+    def scans(self) -> Sequence[LidarScan]:
+        return self.samples
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.augment is None:
@@ -265,35 +280,16 @@ def normalise_image(rgb: torch.Tensor, spec: CameraInputSpec) -> torch.Tensor:
     return (rgb - mean) / std
 
 
-class CameraDataset(Dataset):
+class CameraDataset(_LabelledDataset):
     """Labelled frames -> (normalised image (3, H, W) float32, target (H, W) int64) at the spec's size.
 
     Augmentation: a random crop (area fraction from ``crop_scale``, the input's aspect ratio) resized back to
     the input size, a horizontal flip, and brightness / contrast / saturation jitter.
     """
 
-    def __init__(
-        self,
-        frames: Sequence[CameraFrame],
-        spec: CameraInputSpec,
-        class_ids: Sequence[int],
-        augment: AugmentConfig | None = None,
-        seed: int = 0,
-        labelled: Sequence[int] | None = None,
-    ) -> None:
-        self.frames = frames
-        self.spec = spec
-        self.class_ids = tuple(int(i) for i in class_ids)
-        self.lut = class_lut(self.class_ids, labelled)
-        self.augment = augment if augment is not None and augment.enabled else None
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.frames)
+    @property
+    def frames(self) -> Sequence[CameraFrame]:
+        return self.samples
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         frame = self._frame(index)

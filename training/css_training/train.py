@@ -29,7 +29,7 @@ from tqdm import tqdm
 from css_perception.core.metadata import ClassInfo, Modality
 from css_perception.core.ontology import Ontology
 from css_training.checkpoint import get_rng_state, read_checkpoint, save_checkpoint, set_rng_state
-from css_training.config import RunConfig
+from css_training.config import RunConfig, plain_values
 from css_training.datasets import CameraDataset, LidarDataset, read_records
 from css_training.evaluate import Metrics, evaluate_camera, evaluate_lidar
 from css_training.losses.segmentation import SegmentationLoss, class_weights
@@ -206,7 +206,7 @@ def train(run_cfg: RunConfig, resume: bool = False, stop_after: int | None = Non
         'run_config': cfg.to_dict(),
         'modality': cfg.modality,
         'classes': [{'id': c.id, 'name': c.name, 'color': list(c.color)} for c in classes],
-        'input_spec': _plain(dataclasses.asdict(cfg.input_spec())),
+        'input_spec': plain_values(dataclasses.asdict(cfg.input_spec())),
         'method': 'base',
         'parent_version': None,
         'data': {'train': [str(p) for p in cfg.data.train], 'val': [str(p) for p in cfg.data.val]},
@@ -289,14 +289,6 @@ def _log_epoch(path: Path, writer: SummaryWriter, row: Mapping[str, Any], metric
     writer.flush()
     val = f', val mIoU {100 * row["val_miou"]:.1f}' if metrics is not None else ''
     _log.info('epoch %d: loss %.4f, %.1f samples/s%s', row['epoch'], row['loss'], row['samples_per_s'], val)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def choose_device(name: str) -> torch.device:
