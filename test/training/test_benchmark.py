@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from css_training.bench_cli import main
+from css_training.benchmark import merge_results
 
 STEP = {'threads': 1, 'optim': {'epochs': 1, 'batch_size': 2}}
 
@@ -64,3 +65,32 @@ def test_tiny_benchmark_writes_results_and_docs(tmp_path: Path) -> None:
     assert main(['continual', '--config', str(preset), '--docs', str(docs), '--from-json',
                  str(tmp_path / 'bench' / 'continual_tiny.json')]) == 0  # fmt: skip
     assert docs.read_text().count('<!-- continual:tiny:start -->') == 1
+    # A partial re-run merged into the results: finished steps with the same config are reused, the merged file
+    # keeps the other methods; a changed step setting trains the chain again from its first step.
+    merged = tmp_path / 'merged.json'
+    merged.write_text((tmp_path / 'bench' / 'continual_tiny.json').read_text())
+    step1 = tmp_path / 'bench' / 'tiny' / 'lidar' / '2-1x2' / 'lgkd' / 'seed0' / 'step1' / 'last.pt'
+    before = step1.stat().st_mtime_ns
+    assert main(['continual', '--config', str(preset), '--methods', 'lgkd', '--merge', str(merged)]) == 0
+    assert step1.stat().st_mtime_ns == before
+    assert [r['method'] for r in json.loads(merged.read_text())['runs']] == ['finetune', 'joint', 'lgkd']
+    values = yaml.safe_load(preset.read_text())
+    values['modalities']['lidar']['step']['continual'] = {'lgkd_prev': 2.0}
+    preset.write_text(yaml.safe_dump(values))
+    assert main(['continual', '--config', str(preset), '--methods', 'lgkd', '--merge', str(merged)]) == 0
+    assert step1.stat().st_mtime_ns != before
+    assert len(json.loads(merged.read_text())['runs']) == 3
+
+
+def test_merge_replaces_the_same_runs_and_keeps_the_others() -> None:
+    def run(method: str, seed: int, miou: float) -> dict:
+        return {'modality': 'camera', 'split': '12-5', 'method': method, 'seed': seed, 'miou': miou}
+
+    earlier = {'name': 'small', 'seeds': [0, 1], 'runs': [run('mib', 0, 0.1), run('mib', 1, 0.2), run('lgkd', 0, 0.3)]}
+    later = {'name': 'small', 'seeds': [0, 2], 'runs': [run('lgkd', 0, 0.5), run('lgkd', 2, 0.6)]}
+    merged = merge_results(earlier, later)
+    assert merged['seeds'] == [0, 1, 2]
+    assert [(r['method'], r['seed'], r['miou']) for r in merged['runs']] == [
+        ('mib', 0, 0.1), ('mib', 1, 0.2), ('lgkd', 0, 0.5), ('lgkd', 2, 0.6)
+    ]
+    assert earlier['runs'][2]['miou'] == 0.3  # inputs are not changed

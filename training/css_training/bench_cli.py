@@ -1,6 +1,7 @@
 """``css-bench``: benchmarks of the training module.
 
 css-bench continual --config config/benchmarks/small.yaml [--only lidar] [--docs docs/results.md]
+css-bench continual --config config/benchmarks/small.yaml --methods lskd --merge docs/continual_small.json
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from css_training.benchmark import BenchmarkConfig, render_markdown, run_continual
+from css_training.benchmark import BenchmarkConfig, merge_results, render_markdown, run_continual
 from css_training.config import ConfigError
 from css_training.data.errors import DataError
 
@@ -31,6 +32,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     continual.add_argument('--only', choices=['lidar', 'camera'], help='one modality')
     continual.add_argument('--docs', type=Path, help='markdown file whose continual section is rewritten')
     continual.add_argument('--from-json', type=Path, help='render an earlier run instead of running')
+    continual.add_argument('--merge', type=Path, metavar='JSON',
+                           help='add the results to an earlier results file (same runs replaced) and render that')
     continual.add_argument('--methods', help="comma-separated subset of the preset's methods")
     continual.add_argument('--seeds', help="comma-separated subset of the preset's seeds")
     continual.add_argument('--splits', help="comma-separated subset of the preset's splits")
@@ -61,7 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.splits:
             config.splits = {k: v for k, v in config.splits.items() if k in args.splits.split(',')}
         results = json.loads(args.from_json.read_text()) if args.from_json else run_continual(config, args.only)
-    except (ConfigError, DataError, OSError) as err:
+        if args.merge:
+            earlier = json.loads(args.merge.read_text()) if args.merge.exists() else {'runs': []}
+            results = merge_results(earlier, results)
+            args.merge.write_text(json.dumps(results, indent=1))
+    except (ConfigError, DataError, OSError, json.JSONDecodeError) as err:
         print(f'css-bench: {err}', file=sys.stderr)
         return 2
     plot_dir = (args.docs.parent if args.docs else Path(config.out_dir)) / 'img'

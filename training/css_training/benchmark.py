@@ -29,7 +29,7 @@ from css_training.sim.config import SimConfig
 from css_training.sim.record import generate_split
 from css_training.train import train
 
-__all__ = ['BenchmarkConfig', 'render_markdown', 'run_continual', 'summarise']
+__all__ = ['BenchmarkConfig', 'merge_results', 'render_markdown', 'run_continual', 'summarise']
 
 _log = logging.getLogger(__name__)
 
@@ -136,6 +136,7 @@ def _run_chain(
 ) -> list[dict[str, Any]]:
     parent_path, parent_version = base, None
     chain = []
+    retrained = False
     for index, new_classes in enumerate(steps):
         parent, ckpt = load_checkpoint(parent_path)
         values = apply_overrides(step_settings, [])
@@ -148,8 +149,11 @@ def _run_chain(
         values['continual'] = {**values.get('continual', {}), 'method': method}
         cfg = RunConfig.from_dict(values)
         run_dir = cfg.run_dir
-        done = run_dir / 'last.pt'
-        if not (done.exists() and read_checkpoint(done)['epoch'] == cfg.optim.epochs):  # reuse finished steps
+        done, saved = run_dir / 'last.pt', run_dir / 'config.yaml'
+        same = saved.exists() and yaml.safe_load(saved.read_text()) == cfg.to_dict()
+        finished = same and done.exists() and read_checkpoint(done)['epoch'] == cfg.optim.epochs
+        if retrained or not finished:  # a finished step is reused while its config and its parent are the same
+            retrained = True
             shutil.rmtree(run_dir, ignore_errors=True)
             add_classes(cfg, parent, ckpt, parent_version)
         last = read_checkpoint(done)
@@ -160,6 +164,20 @@ def _run_chain(
         )  # fmt: skip
         parent_path, parent_version = run_dir / 'last.pt', f'step{index + 1}'
     return chain
+
+
+def merge_results(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """``earlier``'s runs with ``later``'s added: a later run replaces the earlier one of the same modality,
+    split, method and seed, so a benchmark can be completed or partly re-run method by method.
+    """
+
+    def key(run: dict[str, Any]) -> tuple[str, str, str, int]:
+        return run['modality'], run['split'], run['method'], run['seed']
+
+    replaced = {key(r) for r in later['runs']}
+    runs = [r for r in earlier['runs'] if key(r) not in replaced] + list(later['runs'])
+    seeds = sorted({*earlier.get('seeds', []), *later.get('seeds', [])})
+    return {**earlier, 'seeds': seeds, 'runs': runs}
 
 
 def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
