@@ -127,7 +127,9 @@ class ContinualSection:
         method: ``+``-joined methods (finetune, joint, mib, lgkd, lskd, m2skd); None: lgkd+m2skd for LiDAR,
             lgkd+lskd for camera.
         kd_weight: weight of MiB's unbiased KD.
-        lgkd_prev, lgkd_novel: LGKD's weights of background and new-class positions (the reference's 10 and 1).
+        lgkd_prev, lgkd_novel: LGKD's weights of background and new-class positions: 5 and 1, the values of the
+            reference's two-step script (``scripts/voc/lgkd_15-5.sh``; its loss class defaults to 10). With 10 no
+            new class was learned here (docs/results.md).
         pod_weight, context_weight: LSKD's base factors of the layer (POD) and context terms; the learned
             trade-off weights multiply them.
         lskd_alpha, lskd_gamma, lskd_beta: the gradient-equilibrium objective's settings.
@@ -141,7 +143,7 @@ class ContinualSection:
 
     method: str | None = None
     kd_weight: float = 10.0
-    lgkd_prev: float = 10.0
+    lgkd_prev: float = 5.0
     lgkd_novel: float = 1.0
     pod_weight: float = 0.01
     context_weight: float = 0.01

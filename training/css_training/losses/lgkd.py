@@ -43,8 +43,8 @@ def lgkd_loss(
     ignore_index: int = IGNORE_INDEX,
 ) -> torch.Tensor:
     """Soft cross-entropy -sum_k t_k log q_k against :func:`lgkd_target` over all channels; positions labelled
-    background weigh ``prev_kd``, new-class positions ``novel_kd`` (the reference's 10 and 1); mean over valid
-    positions.
+    background weigh ``prev_kd``, new-class positions ``novel_kd`` (the defaults of the reference's loss class are
+    10 and 1; its 15-5 script passes 5 and 1); mean over valid positions.
     """
     old_classes = old_logits.shape[1]
     new_classes = logits.shape[1] - old_classes
