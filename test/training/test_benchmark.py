@@ -7,8 +7,9 @@ from pathlib import Path
 
 import yaml
 
+from css_perception.core.metadata import Modality
 from css_training.bench_cli import main
-from css_training.benchmark import merge_results
+from css_training.benchmark import BenchmarkConfig, _methods, merge_results
 
 STEP = {'threads': 1, 'optim': {'epochs': 1, 'batch_size': 2}}
 
@@ -94,3 +95,14 @@ def test_merge_replaces_the_same_runs_and_keeps_the_others() -> None:
         ('mib', 0, 0.1), ('mib', 1, 0.2), ('lgkd', 0, 0.5), ('lgkd', 2, 0.6)
     ]
     assert earlier['runs'][2]['miou'] == 0.3  # inputs are not changed
+
+
+def test_the_default_row_is_the_listed_method_or_its_own_run() -> None:
+    config = BenchmarkConfig(name='t', methods=('lskd', 'default', 'm2skd', 'mib'))
+    assert _methods(config, Modality.CAMERA) == [('lskd (default)', 'lskd'), ('mib', 'mib')]
+    assert _methods(config, Modality.LIDAR) == [
+        ('lskd', 'lskd'),
+        ('default (lgkd+m2skd)', 'lgkd+m2skd'),
+        ('m2skd', 'm2skd'),
+        ('mib', 'mib'),
+    ]

@@ -81,13 +81,22 @@ def _base_checkpoint(base_config: str) -> Path:
 
 
 def _methods(config: BenchmarkConfig, modality: Modality) -> list[tuple[str, str]]:
-    """(label, method) pairs for the modality; m2skd only where there are scans."""
+    """(label, method) pairs for the modality; m2skd only where there are scans. ``default`` runs the
+    modality's default method, unless the preset lists that method itself: then its row is marked instead.
+    """
+    default = DEFAULT_METHODS[modality]
     out = []
     for label in config.methods:
-        method = DEFAULT_METHODS[modality] if label == 'default' else label
+        method = default if label == 'default' else label
         if 'm2skd' in method and modality is not Modality.LIDAR:
             continue
-        out.append((f'default ({method})' if label == 'default' else label, method))
+        if label == 'default':
+            if default in config.methods:
+                continue
+            label = f'default ({method})'
+        elif method == default:
+            label = f'{method} (default)'
+        out.append((label, method))
     return out
 
 

@@ -125,14 +125,14 @@ class ContinualSection:
 
     Attributes:
         method: ``+``-joined methods (finetune, joint, mib, lgkd, lskd, m2skd); None: lgkd+m2skd for LiDAR,
-            lgkd+lskd for camera.
+            lskd for camera (lgkd+lskd learned no new class here: docs/results.md).
         kd_weight: weight of MiB's unbiased KD.
         lgkd_prev, lgkd_novel: LGKD's weights of background and new-class positions: 5 and 1, the values of the
             reference's two-step script (``scripts/voc/lgkd_15-5.sh``; its loss class defaults to 10). With 10 no
             new class was learned here (docs/results.md).
         pod_weight, context_weight: LSKD's base factors of the layer (POD) and context terms; the learned
             trade-off weights multiply them.
-        lskd_alpha, lskd_gamma, lskd_beta: the gradient-equilibrium objective's settings.
+        lskd_alpha, lskd_gamma, lskd_beta: the gradient-equilibrium objective's settings (the reference's 0.5).
         m2_logit_weight, m2_affinity_weight, m2_feature_weight: M2SKD terms (the reference's 5, 1 and 0).
         m2_teacher: ``frozen`` (a multi-scan teacher trained first, then frozen; the paper) or ``shared`` (one
             network on both inputs, the multi-scan output detached as target; the released code).
@@ -147,9 +147,9 @@ class ContinualSection:
     lgkd_novel: float = 1.0
     pod_weight: float = 0.01
     context_weight: float = 0.01
-    lskd_alpha: float = 1.5
-    lskd_gamma: float = 1.0
-    lskd_beta: float = 1.0
+    lskd_alpha: float = 0.5
+    lskd_gamma: float = 0.5
+    lskd_beta: float = 0.5
     m2_logit_weight: float = 5.0
     m2_affinity_weight: float = 1.0
     m2_feature_weight: float = 0.0

@@ -58,7 +58,7 @@ __all__ = ['DEFAULT_METHODS', 'METHODS', 'StepLoss', 'add_classes', 'grow_model'
 _log = logging.getLogger(__name__)
 
 METHODS = ('finetune', 'joint', 'mib', 'lgkd', 'lskd', 'm2skd')
-DEFAULT_METHODS = {Modality.LIDAR: 'lgkd+m2skd', Modality.CAMERA: 'lgkd+lskd'}
+DEFAULT_METHODS = {Modality.LIDAR: 'lgkd+m2skd', Modality.CAMERA: 'lskd'}
 Batch = Sequence[torch.Tensor]
 
 
@@ -165,6 +165,7 @@ class StepLoss:
         if self.balance is not None:
             self.balance.update(terms, self.shared)
             terms['loss'] = self.balance.weighted(terms)
+            terms.update({f'w_{n}': self.balance.weight(n).detach() for n in self.balance.names})
         else:
             terms['loss'] = sum(terms.values())  # type: ignore[assignment]
         return terms
