@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from css_perception.core.metadata import Modality
@@ -58,6 +59,8 @@ def test_tiny_benchmark_writes_results_and_docs(tmp_path: Path) -> None:
     last = results['runs'][1]['steps'][-1]
     assert set(last['iou']) == {'road', 'building', 'car', 'vegetation'}
     assert set(last['scores']) == {'miou', 'old_miou', 'new_miou'}
+    assert last['seconds'] > 0
+    assert results['runs'][1]['seconds'] == pytest.approx(sum(s['seconds'] for s in results['runs'][1]['steps']))
     text = docs.read_text()
     assert text.startswith('# Results\n\nkept text\n')
     assert '| lgkd |' in text
@@ -74,6 +77,8 @@ def test_tiny_benchmark_writes_results_and_docs(tmp_path: Path) -> None:
     before = step1.stat().st_mtime_ns
     assert main(['continual', '--config', str(preset), '--methods', 'lgkd', '--merge', str(merged)]) == 0
     assert step1.stat().st_mtime_ns == before
+    reused = [r for r in json.loads(merged.read_text())['runs'] if r['method'] == 'lgkd']
+    assert reused[0]['seconds'] == results['runs'][1]['seconds']  # a reused step keeps its training time
     assert [r['method'] for r in json.loads(merged.read_text())['runs']] == ['finetune', 'joint', 'lgkd']
     values = yaml.safe_load(preset.read_text())
     values['modalities']['lidar']['step']['continual'] = {'lgkd_prev': 2.0}

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,7 +113,6 @@ def run_continual(config: BenchmarkConfig, only: str | None = None) -> dict[str,
         for split_name, steps in config.splits.items():
             for label, method in _methods(config, modality):
                 for seed in config.seeds:
-                    started = time.perf_counter()
                     chain = _run_chain(
                         base,
                         steps,
@@ -126,7 +124,7 @@ def run_continual(config: BenchmarkConfig, only: str | None = None) -> dict[str,
                     )
                     results['runs'].append(
                         {'modality': modality_name, 'split': split_name, 'method': label, 'seed': seed,
-                         'seconds': round(time.perf_counter() - started, 1), 'steps': chain}
+                         'seconds': _chain_seconds(chain), 'steps': chain}
                     )  # fmt: skip
                     _log.info('%s %s %s seed %d: %s', modality_name, split_name, label, seed, chain[-1]['scores'])
                     path = Path(config.out_dir) / f'continual_{config.name}.json'
@@ -169,7 +167,7 @@ def _run_chain(
         metrics = last['metrics']
         chain.append(
             {'step': index + 1, 'new_classes': list(new_classes), 'scores': last['scores'],
-             'iou': {c['name']: c['iou'] for c in metrics['classes'][1:]}}
+             'seconds': last.get('seconds'), 'iou': {c['name']: c['iou'] for c in metrics['classes'][1:]}}
         )  # fmt: skip
         parent_path, parent_version = run_dir / 'last.pt', f'step{index + 1}'
     return chain
@@ -187,6 +185,12 @@ def merge_results(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, A
     runs = [r for r in earlier['runs'] if key(r) not in replaced] + list(later['runs'])
     seeds = sorted({*earlier.get('seeds', []), *later.get('seeds', [])})
     return {**earlier, 'seeds': seeds, 'runs': runs}
+
+
+def _chain_seconds(chain: list[dict[str, Any]]) -> float | None:
+    """Training wall time of a chain, as its steps recorded it (so a reused step keeps its time)."""
+    seconds = [step['seconds'] for step in chain]
+    return None if None in seconds else round(sum(seconds), 1)
 
 
 def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:

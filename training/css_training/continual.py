@@ -295,6 +295,7 @@ def add_classes(
     if (run_dir / 'last.pt').exists():
         msg = f'{run_dir} already holds a run; choose another name'
         raise TrainError(msg)
+    started = time.perf_counter()
     seed_everything(cfg.seed, cfg.deterministic, cfg.threads)
     device = choose_device(cfg.device)
     ontology = Ontology.load(cfg.data.ontology)
@@ -384,6 +385,7 @@ def add_classes(
             'best_metric': max(best, score),
             'metrics': metrics.to_dict() if metrics is not None else None,
             'scores': scores,
+            'seconds': round(time.perf_counter() - started, 1),  # the step so far, its multi-scan teacher included
             'rng': get_rng_state(),
         }
         save_checkpoint(state, run_dir / 'last.pt')
