@@ -142,9 +142,9 @@ class GradientEquilibrium(nn.Module):
     over ``layer_order`` (shallow to deep); scale 10 and alpha = gamma = beta = 0.5 are the reference's. After
     each update the weights are renormalised to sum to the number of terms, as GradNorm does.
 
-    Measured with the norm ||dL_i/dW_i|| instead (GradNorm's own G), the balancing term outweighed both
-    regularisers and drove w_ce and w_kd to ~0.007 against ~2 for the distillation terms: a step that learned
-    no new class (docs/results.md).
+    With the norm ||dL_i/dW_i|| (GradNorm's own G) and GradNorm's alpha 1.5, the balancing term outweighed the
+    regularisers: in a camera lgkd+lskd step w_ce and w_kd fell to ~0.007 against ~2 for the distillation terms
+    (docs/results.md). The reference's sizes slow that down; they do not stop it where the KD term is LGKD.
     """
 
     def __init__(
