@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 import torch
@@ -88,6 +90,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
         ('lidar', 'lgkd'),
         ('lidar', 'lskd'),
         ('lidar', 'lgkd+m2skd'),
+        ('camera', 'lskd'),
         ('camera', 'lgkd+lskd'),
     ],
 )
@@ -106,6 +109,10 @@ def test_each_method_publishes_old_plus_new_classes(setup: dict, modality: str, 
     assert set(meta.provenance['method'].split('+')) == set(method.split('+'))
     assert meta.provenance['export_parity']['argmax_agreement'] >= 0.999
     assert set(meta.provenance['val_scores']) == {'miou', 'old_miou', 'new_miou'}
+    with (setup['root'] / 'runs' / name / 'metrics.csv').open() as f:
+        logged = next(csv.reader(f))
+    # LSKD's learned trade-off weights are logged beside the terms they weigh.
+    assert ('w_ce' in logged and 'w_context' in logged) == ('lskd' in method)
 
 
 def test_two_steps_in_a_row_chain_parents(setup: dict) -> None:
