@@ -107,7 +107,7 @@ def test_the_default_row_is_the_listed_method_or_its_own_run() -> None:
     assert _methods(config, Modality.CAMERA) == [('lskd (default)', 'lskd'), ('mib', 'mib')]
     assert _methods(config, Modality.LIDAR) == [
         ('lskd', 'lskd'),
-        ('default (lgkd+m2skd)', 'lgkd+m2skd'),
+        ('default (lgkd)', 'lgkd'),
         ('m2skd', 'm2skd'),
         ('mib', 'mib'),
     ]

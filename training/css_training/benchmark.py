@@ -55,7 +55,9 @@ class BenchmarkConfig:
     sim_scans: dict[str, int] = field(default_factory=lambda: {'train': 240, 'val': 40, 'test': 60, 'new': 120})
     modalities: dict[str, dict[str, Any]] = field(default_factory=dict)
     splits: dict[str, list[list[str]]] = field(default_factory=dict)
-    methods: tuple[str, ...] = ('finetune', 'mib', 'lgkd', 'lskd', 'm2skd', 'default', 'joint')
+    methods: tuple[str, ...] = (
+        'joint', 'finetune', 'mib', 'lgkd', 'lskd', 'm2skd', 'lgkd+m2skd', 'lgkd+lskd', 'default'
+    )  # fmt: skip
     out_dir: str = 'out/bench'
 
     @classmethod

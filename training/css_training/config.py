@@ -124,8 +124,8 @@ class ContinualSection:
     """A continual step (``css-train add-classes``); ``data.classes`` are the new classes.
 
     Attributes:
-        method: ``+``-joined methods (finetune, joint, mib, lgkd, lskd, m2skd); None: lgkd+m2skd for LiDAR,
-            lskd for camera (lgkd+lskd learned no new class here: docs/results.md).
+        method: ``+``-joined methods (finetune, joint, mib, lgkd, lskd, m2skd); None: lgkd for LiDAR, lskd for
+            camera, the best measured on the benchmark (lgkd+m2skd and lgkd+lskd did worse: docs/results.md).
         kd_weight: weight of MiB's unbiased KD.
         lgkd_prev, lgkd_novel: LGKD's weights of background and new-class positions: 5 and 1, the values of the
             reference's two-step script (``scripts/voc/lgkd_15-5.sh``; its loss class defaults to 10). With 10 no
