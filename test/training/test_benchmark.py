@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,11 @@ def test_tiny_benchmark_writes_results_and_docs(tmp_path: Path) -> None:
     last = results['runs'][1]['steps'][-1]
     assert set(last['iou']) == {'road', 'building', 'car', 'vegetation'}
     assert set(last['scores']) == {'miou', 'old_miou', 'new_miou'}
+    # After the second step both added classes count as new, the base classes as old.
+    for key, names in (('new_miou', ['car', 'vegetation']), ('old_miou', ['road', 'building'])):
+        values = [last['iou'][n] for n in names if last['iou'][n] is not None]
+        expected = sum(values) / len(values) if values else math.nan
+        assert last['scores'][key] == pytest.approx(expected, nan_ok=True)
     assert last['seconds'] > 0
     assert results['runs'][1]['seconds'] == pytest.approx(sum(s['seconds'] for s in results['runs'][1]['steps']))
     text = docs.read_text()

@@ -2,7 +2,7 @@
 
 For each modality, split, method and seed, a chain of continual steps starts from the modality's base model;
 after every step the model is scored on the held-out test sequence (all labels) over the classes it knows:
-mIoU of the base classes (old), of the classes added so far (new) and of all (background excluded), per class.
+mIoU of the base classes (old), of every class added so far (new) and of all (background excluded), per class.
 Steps train on the split's ``new`` recording with only the step's classes labelled (``joint``: every known
 class labelled, the upper bound).
 """
@@ -166,10 +166,11 @@ def _run_chain(
             shutil.rmtree(run_dir, ignore_errors=True)
             add_classes(cfg, parent, ckpt, parent_version)
         last = read_checkpoint(done)
-        metrics = last['metrics']
+        iou = {c['name']: c['iou'] for c in last['metrics']['classes'][1:]}
+        added = [name for step in steps[: index + 1] for name in step]
         chain.append(
-            {'step': index + 1, 'new_classes': list(new_classes), 'scores': last['scores'],
-             'seconds': last.get('seconds'), 'iou': {c['name']: c['iou'] for c in metrics['classes'][1:]}}
+            {'step': index + 1, 'new_classes': list(new_classes), 'scores': _chain_scores(iou, added),
+             'seconds': last.get('seconds'), 'iou': iou}
         )  # fmt: skip
         parent_path, parent_version = run_dir / 'last.pt', f'step{index + 1}'
     return chain
@@ -187,6 +188,19 @@ def merge_results(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, A
     runs = [r for r in earlier['runs'] if key(r) not in replaced] + list(later['runs'])
     seeds = sorted({*earlier.get('seeds', []), *later.get('seeds', [])})
     return {**earlier, 'seeds': seeds, 'runs': runs}
+
+
+def _chain_scores(iou: dict[str, float | None], added: list[str]) -> dict[str, float]:
+    """mIoU of the base classes (old), of every class added so far (new) and of all, from per-class IoU (None
+    where a class is in neither labels nor predictions). After a later step, the classes of earlier steps count
+    as new, as class-incremental benchmarks report them (a step's own checkpoint calls them old).
+    """
+
+    def mean(names: list[str]) -> float:
+        values = [iou[n] for n in names if iou.get(n) is not None]
+        return float(np.mean(values)) if values else float('nan')
+
+    return {'miou': mean(list(iou)), 'old_miou': mean([n for n in iou if n not in added]), 'new_miou': mean(added)}
 
 
 def _chain_seconds(chain: list[dict[str, Any]]) -> float | None:
