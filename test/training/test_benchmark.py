@@ -47,7 +47,7 @@ def test_tiny_benchmark_writes_results_and_docs(tmp_path: Path) -> None:
                 'sim_scans': {'train': 4, 'val': 2, 'test': 2, 'new': 4},
                 'modalities': {'lidar': {'base': str(base), 'step': STEP}},
                 'splits': {'2-1x2': [['car'], ['vegetation']]},
-                'methods': ['finetune', 'lgkd', 'joint'],
+                'methods': ['finetune', 'mib', 'joint'],
                 'out_dir': str(tmp_path / 'bench'),
             }
         )
@@ -56,7 +56,7 @@ def test_tiny_benchmark_writes_results_and_docs(tmp_path: Path) -> None:
     docs.write_text('# Results\n\nkept text\n')
     assert main(['continual', '--config', str(preset), '--docs', str(docs)]) == 0
     results = json.loads((tmp_path / 'bench' / 'continual_tiny.json').read_text())
-    assert [(r['method'], len(r['steps'])) for r in results['runs']] == [('finetune', 2), ('lgkd', 2), ('joint', 2)]
+    assert [(r['method'], len(r['steps'])) for r in results['runs']] == [('finetune', 2), ('mib', 2), ('joint', 2)]
     last = results['runs'][1]['steps'][-1]
     assert set(last['iou']) == {'road', 'building', 'car', 'vegetation'}
     assert set(last['scores']) == {'miou', 'old_miou', 'new_miou'}
@@ -69,7 +69,7 @@ def test_tiny_benchmark_writes_results_and_docs(tmp_path: Path) -> None:
     assert results['runs'][1]['seconds'] == pytest.approx(sum(s['seconds'] for s in results['runs'][1]['steps']))
     text = docs.read_text()
     assert text.startswith('# Results\n\nkept text\n')
-    assert '| lgkd |' in text
+    assert '| mib |' in text
     assert (tmp_path / 'img' / 'continual_tiny_lidar_2-1x2.png').exists()
     # Rendering again replaces the section instead of appending a second one.
     assert main(['continual', '--config', str(preset), '--docs', str(docs), '--from-json',
@@ -79,17 +79,17 @@ def test_tiny_benchmark_writes_results_and_docs(tmp_path: Path) -> None:
     # keeps the other methods; a changed step setting trains the chain again from its first step.
     merged = tmp_path / 'merged.json'
     merged.write_text((tmp_path / 'bench' / 'continual_tiny.json').read_text())
-    step1 = tmp_path / 'bench' / 'tiny' / 'lidar' / '2-1x2' / 'lgkd' / 'seed0' / 'step1' / 'last.pt'
+    step1 = tmp_path / 'bench' / 'tiny' / 'lidar' / '2-1x2' / 'mib' / 'seed0' / 'step1' / 'last.pt'
     before = step1.stat().st_mtime_ns
-    assert main(['continual', '--config', str(preset), '--methods', 'lgkd', '--merge', str(merged)]) == 0
+    assert main(['continual', '--config', str(preset), '--methods', 'mib', '--merge', str(merged)]) == 0
     assert step1.stat().st_mtime_ns == before
-    reused = [r for r in json.loads(merged.read_text())['runs'] if r['method'] == 'lgkd']
+    reused = [r for r in json.loads(merged.read_text())['runs'] if r['method'] == 'mib']
     assert reused[0]['seconds'] == results['runs'][1]['seconds']  # a reused step keeps its training time
-    assert [r['method'] for r in json.loads(merged.read_text())['runs']] == ['finetune', 'joint', 'lgkd']
+    assert [r['method'] for r in json.loads(merged.read_text())['runs']] == ['finetune', 'joint', 'mib']
     values = yaml.safe_load(preset.read_text())
-    values['modalities']['lidar']['step']['continual'] = {'lgkd_prev': 2.0}
+    values['modalities']['lidar']['step']['continual'] = {'kd_weight': 5.0}
     preset.write_text(yaml.safe_dump(values))
-    assert main(['continual', '--config', str(preset), '--methods', 'lgkd', '--merge', str(merged)]) == 0
+    assert main(['continual', '--config', str(preset), '--methods', 'mib', '--merge', str(merged)]) == 0
     assert step1.stat().st_mtime_ns != before
     assert len(json.loads(merged.read_text())['runs']) == 3
 
