@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,7 @@ def test_tiny_benchmark_writes_results_and_docs(tmp_path: Path) -> None:
     text = docs.read_text()
     assert text.startswith('# Results\n\nkept text\n')
     assert '| mib |' in text
+    assert re.search(r'\| mib \|( [\d.]+ ± [\d.]+ \|){3} [\d.]+ / [\d.]+ \| 1 \|', text)  # mIoU after steps 1, 2
     assert (tmp_path / 'img' / 'continual_tiny_lidar_2-1x2.png').exists()
     # Rendering again replaces the section instead of appending a second one.
     assert main(['continual', '--config', str(preset), '--docs', str(docs), '--from-json',

@@ -210,16 +210,21 @@ def _chain_seconds(chain: list[dict[str, Any]]) -> float | None:
 
 
 def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per (modality, split, method): mean and spread (std over seeds) of old/new/all mIoU after the last step."""
-    groups: dict[tuple[str, str, str], list[dict[str, float]]] = {}
+    """Per (modality, split, method): mean and spread (std over seeds) of old/new/all mIoU after the last step,
+    and the mean all-class mIoU after each step (``per_step``).
+    """
+    groups: dict[tuple[str, str, str], list[list[dict[str, float]]]] = {}
     for run in results['runs']:
-        groups.setdefault((run['modality'], run['split'], run['method']), []).append(run['steps'][-1]['scores'])
+        key = (run['modality'], run['split'], run['method'])
+        groups.setdefault(key, []).append([step['scores'] for step in run['steps']])
     rows = []
-    for (modality, split, method), scores in groups.items():
-        row: dict[str, Any] = {'modality': modality, 'split': split, 'method': method, 'seeds': len(scores)}
+    for (modality, split, method), chains in groups.items():
+        row: dict[str, Any] = {'modality': modality, 'split': split, 'method': method, 'seeds': len(chains)}
         for key in ('old_miou', 'new_miou', 'miou'):
-            values = np.array([s[key] for s in scores], np.float64) * 100
+            values = np.array([chain[-1][key] for chain in chains], np.float64) * 100
             row[key] = (float(np.nanmean(values)), float(np.nanstd(values)))
+        steps = np.array([[s['miou'] for s in chain] for chain in chains], np.float64) * 100
+        row['per_step'] = [float(v) for v in np.nanmean(steps, axis=0)]
         rows.append(row)
     return rows
 
@@ -232,10 +237,12 @@ def render_markdown(results: dict[str, Any], plot_dir: Path) -> str:
     for modality, split in sorted({(r['modality'], r['split']) for r in rows}):
         sub = [r for r in rows if r['modality'] == modality and r['split'] == split]
         lines += [f'### {modality}, split `{split}` (after the last step; mean ± std over seeds)', '',
-                  '| method | old mIoU % | new mIoU % | all mIoU % | seeds |', '|---|---:|---:|---:|---:|']  # fmt: skip
+                  '| method | old mIoU % | new mIoU % | all mIoU % | all mIoU % after each step | seeds |',
+                  '|---|---:|---:|---:|---|---:|']  # fmt: skip
         for r in sub:
             cells = ' | '.join(f'{r[k][0]:.1f} ± {r[k][1]:.1f}' for k in ('old_miou', 'new_miou', 'miou'))
-            lines.append(f'| {r["method"]} | {cells} | {r["seeds"]} |')
+            steps = ' / '.join(f'{v:.1f}' for v in r['per_step'])
+            lines.append(f'| {r["method"]} | {cells} | {steps} | {r["seeds"]} |')
         plot = plot_dir / f'continual_{results["name"]}_{modality}_{split}.png'
         _plot(sub, plot, f'{modality}, {split}')
         lines += ['', f'![{modality} {split}]({plot.name})', '']
