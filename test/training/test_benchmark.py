@@ -94,6 +94,11 @@ def test_tiny_benchmark_writes_results_and_docs(tmp_path: Path) -> None:
     assert main(['continual', '--config', str(preset), '--methods', 'mib', '--merge', str(merged)]) == 0
     assert step1.stat().st_mtime_ns != before
     assert len(json.loads(merged.read_text())['runs']) == 3
+    # Merging into a file that does not exist yet starts it.
+    fresh = tmp_path / 'fresh.json'
+    argv = ['continual', '--config', str(preset), '--methods', 'mib', '--merge', str(fresh), '--docs', str(docs)]
+    assert main(argv) == 0
+    assert [r['method'] for r in json.loads(fresh.read_text())['runs']] == ['mib']
 
 
 def test_merge_replaces_the_same_runs_and_keeps_the_others() -> None:

@@ -187,7 +187,7 @@ def merge_results(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, A
     replaced = {key(r) for r in later['runs']}
     runs = [r for r in earlier['runs'] if key(r) not in replaced] + list(later['runs'])
     seeds = sorted({*earlier.get('seeds', []), *later.get('seeds', [])})
-    return {**earlier, 'seeds': seeds, 'runs': runs}
+    return {**later, **earlier, 'seeds': seeds, 'runs': runs}
 
 
 def _chain_scores(iou: dict[str, float | None], added: list[str]) -> dict[str, float]:
