@@ -13,6 +13,8 @@ import yaml
 from css_perception.core.metadata import Modality
 from css_training.bench_cli import main
 from css_training.benchmark import BenchmarkConfig, _methods, merge_results
+from css_training.config import ConfigError, RunConfig, load_config
+from css_training.sim.config import SimConfig
 
 STEP = {'threads': 1, 'optim': {'epochs': 1, 'batch_size': 2}}
 
@@ -124,3 +126,38 @@ def test_the_default_row_is_the_listed_method_or_its_own_run() -> None:
         ('m2skd', 'm2skd'),
         ('mib', 'mib'),
     ]
+
+
+def test_a_modality_can_list_its_own_methods(tmp_path: Path) -> None:
+    preset = tmp_path / 'p.yaml'
+    preset.write_text(
+        'name: p\nmethods: [mib, lgkd+lskd]\n'
+        'modalities:\n  lidar: {base: b.yaml, methods: [mib, default]}\n  camera: {base: c.yaml}\n'
+    )
+    config = BenchmarkConfig.load(preset)
+    assert _methods(config, Modality.LIDAR) == [('mib', 'mib'), ('default (lgkd)', 'lgkd')]
+    assert _methods(config, Modality.CAMERA) == [('mib', 'mib'), ('lgkd+lskd', 'lgkd+lskd')]
+
+
+def test_an_unknown_modality_key_is_refused(tmp_path: Path) -> None:
+    preset = tmp_path / 'p.yaml'
+    preset.write_text('name: p\nmodalities:\n  lidar: {base: b.yaml, epochs: 3}\n')
+    with pytest.raises(ConfigError, match=r"modalities.lidar.*unknown: \['epochs'\]"):
+        BenchmarkConfig.load(preset)
+
+
+@pytest.mark.parametrize('preset', sorted(Path('config/benchmarks').glob('*.yaml')), ids=lambda p: p.stem)
+def test_the_shipped_presets_load_with_their_base_configs(preset: Path) -> None:
+    config = BenchmarkConfig.load(preset)
+    SimConfig.load(Path(config.sim_config))
+    assert set(config.modalities) == {'lidar', 'camera'}
+    for name, settings in config.modalities.items():
+        base = load_config(settings['base'], settings.get('base_set', ()))
+        assert base.modality == name
+        step = base.to_dict()
+        for key, value in settings.get('step', {}).items():
+            step[key] = {**step[key], **value} if isinstance(value, dict) else value
+        RunConfig.from_dict(step)  # the step settings are run-config keys with valid values
+        methods = [m for _, m in _methods(config, Modality(name))]
+        assert ('m2skd' in methods) == (name == 'lidar')
+        assert {'joint', 'finetune'} <= set(methods)

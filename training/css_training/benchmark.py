@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from css_training.train import train
 __all__ = ['BenchmarkConfig', 'merge_results', 'render_markdown', 'run_continual', 'summarise']
 
 _log = logging.getLogger(__name__)
+_MODALITY_KEYS = ('base', 'base_set', 'step', 'methods')
 
 
 @dataclass
@@ -41,8 +43,9 @@ class BenchmarkConfig:
         name: preset name; results go to ``<out_dir>/continual_<name>.json``.
         seeds: step seeds (data order, augmentation); the base model is shared.
         sim_config, sim_dir, sim_scans: the simulated split; its ``new`` part is the continual recording.
-        modalities: per modality, ``base`` (a base run config, trained when missing) and ``step`` (settings
-            merged into every step's run config).
+        modalities: per modality, ``base`` (a base run config, trained when missing), optionally ``base_set``
+            (``key=value`` overrides of it, as ``css-train --set`` takes them), ``step`` (settings merged into
+            every step's run config) and optionally ``methods`` (this modality's list instead of ``methods``).
         splits: name -> list of steps, each a list of new class names.
         methods: method lists (``default`` = the package's default for the modality); m2skd runs on LiDAR only.
         out_dir: where runs and results go.
@@ -67,13 +70,19 @@ class BenchmarkConfig:
         if unknown:
             msg = f'{path}: unknown benchmark keys {unknown}'
             raise ConfigError(msg)
+        for name, settings in (values.get('modalities') or {}).items():
+            extra = sorted(set(settings or {}) - set(_MODALITY_KEYS))
+            if name not in {m.value for m in Modality} or extra:
+                msg = (f'{path}: modalities.{name}: expected lidar or camera, with keys {", ".join(_MODALITY_KEYS)} '
+                       f'(unknown: {extra})')
+                raise ConfigError(msg)
         values = {k: tuple(v) if k in ('seeds', 'methods') else v for k, v in values.items()}
         return cls(**values)
 
 
-def _base_checkpoint(base_config: str) -> Path:
+def _base_checkpoint(base_config: str, overrides: Sequence[str] = ()) -> Path:
     """The base run's best.pt, trained first when the run does not exist yet."""
-    cfg = load_config(base_config)
+    cfg = load_config(base_config, overrides)
     best = cfg.run_dir / 'best.pt'
     if not best.exists():
         _log.info('training the base model %s', cfg.name)
@@ -82,17 +91,19 @@ def _base_checkpoint(base_config: str) -> Path:
 
 
 def _methods(config: BenchmarkConfig, modality: Modality) -> list[tuple[str, str]]:
-    """(label, method) pairs for the modality; m2skd only where there are scans. ``default`` runs the
-    modality's default method, unless the preset lists that method itself: then its row is marked instead.
+    """(label, method) pairs for the modality (its own list where the preset gives one); m2skd only where there
+    are scans. ``default`` runs the modality's default method, unless the list holds that method itself: then its
+    row is marked instead.
     """
     default = DEFAULT_METHODS[modality]
+    methods = tuple(config.modalities.get(modality.value, {}).get('methods', config.methods))
     out = []
-    for label in config.methods:
+    for label in methods:
         method = default if label == 'default' else label
         if 'm2skd' in method and modality is not Modality.LIDAR:
             continue
         if label == 'default':
-            if default in config.methods:
+            if default in methods:
                 continue
             label = f'default ({method})'
         elif method == default:
@@ -111,7 +122,7 @@ def run_continual(config: BenchmarkConfig, only: str | None = None) -> dict[str,
         if only and only != modality_name:
             continue
         modality = Modality(modality_name)
-        base = _base_checkpoint(settings['base'])
+        base = _base_checkpoint(settings['base'], settings.get('base_set', ()))
         for split_name, steps in config.splits.items():
             for label, method in _methods(config, modality):
                 for seed in config.seeds:
