@@ -12,8 +12,8 @@ import yaml
 
 from css_perception.core.metadata import Modality
 from css_training.bench_cli import main
-from css_training.benchmark import BenchmarkConfig, _methods, merge_results
-from css_training.config import ConfigError, RunConfig, load_config
+from css_training.benchmark import BenchmarkConfig, _methods, merge_results, step_config
+from css_training.config import ConfigError, load_config
 from css_training.sim.config import SimConfig
 
 STEP = {'threads': 1, 'optim': {'epochs': 1, 'batch_size': 2}}
@@ -154,10 +154,10 @@ def test_the_shipped_presets_load_with_their_base_configs(preset: Path) -> None:
     for name, settings in config.modalities.items():
         base = load_config(settings['base'], settings.get('base_set', ()))
         assert base.modality == name
-        step = base.to_dict()
-        for key, value in settings.get('step', {}).items():
-            step[key] = {**step[key], **value} if isinstance(value, dict) else value
-        RunConfig.from_dict(step)  # the step settings are run-config keys with valid values
+        model = {'modality': name, 'input': base.input, 'model': {'arch': base.model.arch, 'preset': base.model.preset}}
+        split = {'new': Path('new'), 'test': Path('test')}
+        step = step_config(settings.get('step', {}), model, 'mib', ['person'], split)  # valid keys and values
+        assert step.data.classes == ('person',)
         methods = [m for _, m in _methods(config, Modality(name))]
         assert ('m2skd' in methods) == (name == 'lidar')
         assert {'joint', 'finetune'} <= set(methods)

@@ -29,7 +29,7 @@ from css_training.sim.config import SimConfig
 from css_training.sim.record import generate_split
 from css_training.train import train
 
-__all__ = ['BenchmarkConfig', 'merge_results', 'render_markdown', 'run_continual', 'summarise']
+__all__ = ['BenchmarkConfig', 'merge_results', 'render_markdown', 'run_continual', 'step_config', 'summarise']
 
 _log = logging.getLogger(__name__)
 _MODALITY_KEYS = ('base', 'base_set', 'step', 'methods')
@@ -145,6 +145,25 @@ def run_continual(config: BenchmarkConfig, only: str | None = None) -> dict[str,
     return results
 
 
+def step_config(
+    step_settings: dict[str, Any],
+    model: dict[str, Any],
+    method: str,
+    new_classes: list[str],
+    split: dict[str, Path],
+    **run: Any,
+) -> RunConfig:
+    """A step's run config: the preset's step settings, the parent's ``modality``/``input``/``model``, training on
+    the split's ``new`` recording with only ``new_classes`` labelled, scored on its ``test`` recording; ``run``
+    sets top-level keys (name, out_dir, seed).
+    """
+    values = {**apply_overrides(step_settings, []), **model, 'progress': False, **run}
+    values['data'] = {**values.get('data', {}), 'train': [str(split['new'])], 'val': [str(split['test'])],
+                      'classes': list(new_classes)}  # fmt: skip
+    values['continual'] = {**values.get('continual', {}), 'method': method}
+    return RunConfig.from_dict(values)
+
+
 def _run_chain(
     base: Path,
     steps: list[list[str]],
@@ -159,15 +178,10 @@ def _run_chain(
     retrained = False
     for index, new_classes in enumerate(steps):
         parent, ckpt = load_checkpoint(parent_path)
-        values = apply_overrides(step_settings, [])
-        values.update(
-            name=f'step{index + 1}', out_dir=str(out), seed=seed, progress=False, modality=ckpt['modality'],
-            input=ckpt['input_spec'], model={k: ckpt['model_config'][k] for k in ('arch', 'preset')},
-        )  # fmt: skip
-        values['data'] = {**values.get('data', {}), 'train': [str(split['new'])], 'val': [str(split['test'])],
-                          'classes': list(new_classes)}  # fmt: skip
-        values['continual'] = {**values.get('continual', {}), 'method': method}
-        cfg = RunConfig.from_dict(values)
+        model = {'modality': ckpt['modality'], 'input': ckpt['input_spec'],
+                 'model': {k: ckpt['model_config'][k] for k in ('arch', 'preset')}}  # fmt: skip
+        cfg = step_config(step_settings, model, method, new_classes, split, name=f'step{index + 1}', out_dir=str(out),
+                          seed=seed)
         run_dir = cfg.run_dir
         done, saved = run_dir / 'last.pt', run_dir / 'config.yaml'
         same = saved.exists() and yaml.safe_load(saved.read_text()) == cfg.to_dict()
