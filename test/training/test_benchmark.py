@@ -52,6 +52,7 @@ def test_tiny_benchmark_writes_results_and_docs(tmp_path: Path) -> None:
                 'splits': {'2-1x2': [['car'], ['vegetation']]},
                 'methods': ['finetune', 'mib', 'joint'],
                 'out_dir': str(tmp_path / 'bench'),
+                'workers': 2,  # chains in two processes; results still in chain order
             }
         )
     )  # fmt: skip
@@ -92,6 +93,7 @@ def test_tiny_benchmark_writes_results_and_docs(tmp_path: Path) -> None:
     assert [r['method'] for r in json.loads(merged.read_text())['runs']] == ['finetune', 'joint', 'mib']
     values = yaml.safe_load(preset.read_text())
     values['modalities']['lidar']['step']['continual'] = {'kd_weight': 5.0}
+    values['workers'] = 1  # in this process
     preset.write_text(yaml.safe_dump(values))
     assert main(['continual', '--config', str(preset), '--methods', 'mib', '--merge', str(merged)]) == 0
     assert step1.stat().st_mtime_ns != before

@@ -222,10 +222,11 @@ def test_second_order_pooling_of_a_rank_one_feature_is_rank_one() -> None:
 def test_gradient_equilibrium_equalises_weighted_gradients() -> None:
     torch.manual_seed(8)
     shared = nn.Parameter(torch.randn(4))
-    balance = GradientEquilibrium({'a': 'out', 'b': 'out'}, alpha=0.0, lr=0.01)
+    balance = GradientEquilibrium({'a': 'out', 'b': 'out'}, alpha=0.0, lr=1e-4)
     for _ in range(500):
         losses = {'a': (2 * shared).pow(2).sum(), 'b': shared.pow(2).sum()}
         balance.update(losses, {'a': shared, 'b': shared})
+    balance.end_epoch()
     wa, wb = balance.weight('a').item(), balance.weight('b').item()
     ga = wa * (8 * shared).norm().item()  # d/ds (2s)^2 = 8s
     gb = wb * (2 * shared).norm().item()
@@ -238,11 +239,12 @@ def test_gradient_equilibrium_orders_layer_weights_when_beta_is_large() -> None:
     torch.manual_seed(9)
     layers = [nn.Parameter(torch.randn(3)) for _ in range(3)]
     names = ['l1', 'l2', 'l3']
-    balance = GradientEquilibrium(dict.fromkeys(names, 'layer'), beta=1000.0, layer_order=names, lr=0.01)
+    balance = GradientEquilibrium(dict.fromkeys(names, 'layer'), beta=1000.0, layer_order=names, lr=1e-6)
     for _ in range(500):
         # The shallow layer's term has the smallest gradient: GradNorm alone would weight it most.
         losses = {n: (scale * p).pow(2).sum() for n, p, scale in zip(names, layers, (1.0, 2.0, 4.0), strict=True)}
         balance.update(losses, dict(zip(names, layers, strict=True)))
+    balance.end_epoch()
     w = [balance.weight(n).item() for n in names]
     assert w[1] >= 1.25 * w[0] * 0.97
     assert w[2] >= 1.25 * w[1] * 0.97

@@ -230,8 +230,11 @@ def _fit(
     cfg: RunConfig,
     desc: str,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    balance: GradientEquilibrium | None = None,
 ) -> None:
-    """AdamW + the configured schedule over ``dataset`` for ``cfg.optim.epochs``; ``on_epoch`` after each."""
+    """AdamW + the configured schedule over ``dataset`` for ``cfg.optim.epochs``; ``on_epoch`` after each.
+    ``balance`` (LSKD's learned weights) steps at the model's current learning rate, renormalised per epoch.
+    """
     sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=cfg.seed)
     loader = DataLoader(
         dataset, batch_size=cfg.optim.batch_size, sampler=sampler, num_workers=cfg.num_workers,
@@ -254,6 +257,8 @@ def _fit(
         start = time.perf_counter()
         bar = tqdm(loader, desc=f'{desc} epoch {epoch}', disable=not cfg.progress, leave=False, dynamic_ncols=True)
         for batch in bar:
+            if balance is not None:
+                balance.lr = schedule.get_last_lr()[0]
             terms = loss_fn(net, batch)
             optimizer.zero_grad(set_to_none=True)
             terms['loss'].backward()
@@ -264,6 +269,8 @@ def _fit(
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
             bar.set_postfix(loss=f'{float(terms["loss"].detach()):.3f}')
+        if balance is not None:
+            balance.end_epoch()
         stats = {k: v / max(len(loader), 1) for k, v in sums.items()}
         stats['time_s'] = time.perf_counter() - start
         _log.info('%s epoch %d: %s', desc, epoch + 1, ', '.join(f'{k} {v:.4f}' for k, v in stats.items()))
@@ -394,7 +401,7 @@ def add_classes(
             save_checkpoint(state, run_dir / 'best.pt')
         _log_row(run_dir / 'metrics.csv', writer, epoch + 1, stats, scores)
 
-    _fit(student, loss, dataset, cfg, '+'.join(sorted(methods)), on_epoch)
+    _fit(student, loss, dataset, cfg, '+'.join(sorted(methods)), on_epoch, loss.balance)
     writer.close()
     return run_dir
 

@@ -137,14 +137,17 @@ class GradientEquilibrium(nn.Module):
     For term i acting on shared parameter W_i: G_i = w_i * mean_j |dL_i/dW_ij|, the weighted gradient's size per
     element (the reference's train.py takes the per-element mean of w_i * dL_i/dW, signed; the absolute value
     keeps it a size). Targets mean(G) * r_i^alpha per group of terms (output terms, layer terms),
-    r_i = (L_i / L_i(0)) normalised to mean 1 in its group, L_i(0) the first values seen. Objective:
+    r_i = (L_i / L_i(0)) normalised to mean 1 in its group. Objective:
     ``scale`` * sum_i |G_i - target_i| + gamma * |w_ce - ratio * w_kd| + beta * sum_l relu(1.25 * w_l - w_{l+1})
-    over ``layer_order`` (shallow to deep); scale 10 and alpha = gamma = beta = 0.5 are the reference's. After
-    each update the weights are renormalised to sum to the number of terms, as GradNorm does.
+    over ``layer_order`` (shallow to deep); scale 10 and alpha = gamma = beta = 0.5 are the reference's.
 
-    With the norm ||dL_i/dW_i|| (GradNorm's own G) and GradNorm's alpha 1.5, the balancing term outweighed the
-    regularisers: in a camera lgkd+lskd step w_ce and w_kd fell to ~0.007 against ~2 for the distillation terms
-    (docs/results.md). The reference's sizes slow that down; they do not stop it where the KD term is LGKD.
+    The update follows the reference's schedule, not GradNorm's paper: there the weights are parameters of the
+    model's optimizer (SGD, momentum 0.9, Nesterov, weight decay 1e-4), so they step at the model's learning
+    rate (:attr:`lr`, set by the training loop); L_i(0) are the losses of the first epoch's last batch (r_i = 1
+    during the first epoch); the weights are renormalised to sum to the number of terms at the end of each epoch
+    (:meth:`end_epoch`), not after every update. An earlier version stepped them with Adam at 0.025 and
+    renormalised after every update: Adam's sign-sized steps let the balancing term move every weight by ~lr per
+    batch however small its gradient, and w_ce / w_kd fell to ~0.003 / 0.02 in lgkd+lskd steps (docs/results.md).
     """
 
     def __init__(
@@ -155,8 +158,8 @@ class GradientEquilibrium(nn.Module):
         beta: float = 0.5,
         ce_kd: tuple[str, str, float] | None = None,
         layer_order: Sequence[str] = (),
-        lr: float = 0.025,
         scale: float = 10.0,
+        lr: float = 0.0,
     ) -> None:
         super().__init__()
         self.names = list(groups)
@@ -164,10 +167,11 @@ class GradientEquilibrium(nn.Module):
         self.alpha, self.gamma, self.beta, self.scale = alpha, gamma, beta, scale
         self.ce_kd = ce_kd
         self.layer_order = list(layer_order)
+        self.lr = lr
         self.weights = nn.Parameter(torch.ones(len(self.names)))
         self.register_buffer('initial', torch.zeros(len(self.names)))
         self.register_buffer('started', torch.zeros((), dtype=torch.bool))
-        self.optimizer = torch.optim.Adam([self.weights], lr=lr)
+        self.optimizer = torch.optim.SGD([self.weights], lr=lr, momentum=0.9, nesterov=True, weight_decay=1e-4)
 
     def weight(self, name: str) -> torch.Tensor:
         return self.weights[self.names.index(name)]
@@ -181,9 +185,8 @@ class GradientEquilibrium(nn.Module):
         model's backward (the graphs are kept). Returns the objective's value.
         """
         values = torch.stack([losses[n].detach() for n in self.names])
-        if not bool(self.started):
+        if not bool(self.started):  # the first epoch: its last batch's losses become L(0)
             self.initial.copy_(values.clamp(min=1e-12))
-            self.started.fill_(True)
         norms = []
         for n in self.names:
             (grad,) = torch.autograd.grad(losses[n], shared[n], retain_graph=True, allow_unused=True)
@@ -203,8 +206,15 @@ class GradientEquilibrium(nn.Module):
             objective = objective + self.beta * F.relu(1.25 * self.weight(shallow) - self.weight(deep))
         self.optimizer.zero_grad(set_to_none=True)
         objective.backward(inputs=[self.weights])
+        for group in self.optimizer.param_groups:
+            group['lr'] = self.lr
         self.optimizer.step()
         with torch.no_grad():
             self.weights.clamp_(min=1e-3)
-            self.weights.mul_(len(self.names) / self.weights.sum())
         return objective.detach()
+
+    def end_epoch(self) -> None:
+        """Renormalises the weights to sum to the number of terms and fixes L(0) after the first epoch."""
+        with torch.no_grad():
+            self.weights.mul_(len(self.names) / self.weights.sum())
+        self.started.fill_(True)
