@@ -91,6 +91,13 @@ def test_tiny_benchmark_writes_results_and_docs(tmp_path: Path) -> None:
     reused = [r for r in json.loads(merged.read_text())['runs'] if r['method'] == 'mib']
     assert reused[0]['seconds'] == results['runs'][1]['seconds']  # a reused step keeps its training time
     assert [r['method'] for r in json.loads(merged.read_text())['runs']] == ['finetune', 'joint', 'mib']
+    # A step saved before a setting existed (its default keeps the old behaviour) is still reused.
+    saved = step1.parent / 'config.yaml'
+    older = yaml.safe_load(saved.read_text())
+    del older['continual']['m2_teacher_scale']
+    saved.write_text(yaml.safe_dump(older))
+    assert main(['continual', '--config', str(preset), '--methods', 'mib', '--merge', str(merged)]) == 0
+    assert step1.stat().st_mtime_ns == before
     values = yaml.safe_load(preset.read_text())
     values['modalities']['lidar']['step']['continual'] = {'kd_weight': 5.0}
     values['workers'] = 1  # in this process

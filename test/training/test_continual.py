@@ -20,6 +20,7 @@ from css_training.data.bags import read_lidar_scans
 from css_training.data.fusion import fuse_hard_instances, rare_classes
 from css_training.data.records import LidarScan
 from css_training.datasets import LidarDataset, MultiScanDataset
+from css_training.losses.m2skd import at_student_pixels
 from css_training.sim.config import CameraConfig, LidarConfig, SceneConfig, SimConfig
 from css_training.sim.record import simulate
 
@@ -206,10 +207,44 @@ def test_multi_scan_samples_add_points_only_to_the_teacher(setup: dict) -> None:
 
     base = LidarDataset(scans, LidarInputSpec(**spec_values), [0, 40, 10, 30], labelled=[10, 30])
     dataset = MultiScanDataset(base, [10, 30], window=1)
-    x, target, xt, _, groups = dataset[3]
+    x, target, xt, _, groups, pixel = dataset[3]
     plain_x, plain_target = base[3]
     assert torch.equal(x, plain_x)
     assert torch.equal(target, plain_target)
     assert set(torch.unique(target).tolist()) <= {0, 2, 3, 255}  # road (channel 1) is not labelled here
     assert (xt != 0).any(dim=0).sum() >= (x != 0).any(dim=0).sum()
     assert ((groups > 0) <= (target >= 2)).all()
+    assert torch.equal(pixel, torch.arange(16 * 128).view(16, 128))  # same image size: the same pixel
+
+
+def test_a_finer_teacher_image_is_read_at_the_student_points(setup: dict) -> None:
+    from css_perception.core.metadata import LidarInputSpec
+
+    scans = read_lidar_scans(setup['bag'])
+    spec = LidarInputSpec(height=16, width=128, fov_up_deg=2.0, fov_down_deg=-24.8)
+    base = LidarDataset(scans, spec, [0, 40, 10, 30], labelled=[10, 30])
+    x, _, xt, teacher_target, _, pixel = MultiScanDataset(base, [10, 30], window=0, teacher_scale=2)[3]
+    assert xt.shape == (x.shape[0], 32, 256)
+    assert teacher_target.shape == (32, 256)
+    occupied = (x != 0).any(dim=0)
+    # Nothing fused (window 0): the teacher pixel of each student point holds that same point, so the teacher
+    # image read at the student's points is the student's image there.
+    read = at_student_pixels(xt[None], pixel[None])[0]
+    assert occupied.sum() > 100
+    torch.testing.assert_close(read[:, occupied], x[:, occupied])
+    rows, cols = torch.meshgrid(torch.arange(16), torch.arange(128), indexing='ij')
+    corner = at_student_pixels(xt[None], (2 * rows * 256 + 2 * cols)[None])[0]  # each 2 x 2 block's first pixel
+    assert not torch.equal(corner[:, occupied], x[:, occupied])  # so the per-point pixels matter
+
+
+def test_a_finer_multi_scan_teacher_publishes_a_student_sized_model(setup: dict) -> None:
+    argv = ['add-classes', '--from', 'lidar@v1', '--registry', str(setup['registry']), '--bags', str(setup['bag']),
+            '--new-classes', 'car,person', '--method', 'lgkd+m2skd', '--config', str(setup['step']),
+            '--name', 'finer_teacher', '--set', 'continual.m2_teacher_scale=2']  # fmt: skip
+    assert main(argv) == 0
+    meta = SegmentationModel.load(Registry(setup['registry']).current('lidar').path, warmup=False).metadata
+    assert (meta.input_spec.height, meta.input_spec.width) == (16, 128)
+    assert [c.name for c in meta.classes] == ['unlabeled', *BASE, 'car', 'person']
+    argv[-1] = 'continual.m2_teacher_scale=0'
+    argv[argv.index('finer_teacher')] = 'no_teacher'
+    assert main(argv) == 2

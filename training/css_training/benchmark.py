@@ -210,7 +210,7 @@ def _run_chain(
                           seed=seed)
         run_dir = cfg.run_dir
         done, saved = run_dir / 'last.pt', run_dir / 'config.yaml'
-        same = saved.exists() and yaml.safe_load(saved.read_text()) == cfg.to_dict()
+        same = saved.exists() and _same_config(saved, cfg)
         finished = same and done.exists() and read_checkpoint(done)['epoch'] == cfg.optim.epochs
         if retrained or not finished:  # a finished step is reused while its config and its parent are the same
             retrained = True
@@ -225,6 +225,16 @@ def _run_chain(
         )  # fmt: skip
         parent_path, parent_version = run_dir / 'last.pt', f'step{index + 1}'
     return chain
+
+
+def _same_config(saved: Path, cfg: RunConfig) -> bool:
+    """Whether the run config saved in ``saved`` is ``cfg``, read with today's defaults: a setting added since
+    (whose default keeps the old behaviour) does not retrain finished steps; one removed since does.
+    """
+    try:
+        return RunConfig.from_dict(yaml.safe_load(saved.read_text())).to_dict() == cfg.to_dict()
+    except ConfigError:
+        return False
 
 
 def merge_results(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:

@@ -138,6 +138,9 @@ class ContinualSection:
             network on both inputs, the multi-scan output detached as target; the released code).
         m2_teacher_weight: segmentation-loss weight of the multi-scan branch in ``shared`` mode (0.2).
         m2_window: neighbouring scans fused on each side.
+        m2_teacher_scale: the teacher's range image has this many times the student's rows and columns (1: the
+            same image size; the frozen teacher starts from the parent's weights either way, the nets being fully
+            convolutional).
         hard_classes: classes fused and grouped by M2SKD; None: the labelled classes with < 0.5 % of the points.
     """
 
@@ -156,6 +159,7 @@ class ContinualSection:
     m2_teacher: str = 'frozen'
     m2_teacher_weight: float = 0.2
     m2_window: int = 2
+    m2_teacher_scale: int = 1
     hard_classes: tuple[str, ...] | None = None
 
 

@@ -47,7 +47,7 @@ from css_training.losses.lskd import (
     md_mask,
     pod_distillation,
 )
-from css_training.losses.m2skd import affinity_kd, feature_kd, logit_kd
+from css_training.losses.m2skd import affinity_kd, at_student_pixels, feature_kd, logit_kd
 from css_training.losses.mib import mib_extend_classifier, unbiased_cross_entropy, unbiased_kd
 from css_training.losses.segmentation import IGNORE_INDEX, class_weights
 from css_training.models import ModelConfig, SegmentationNet, build_model
@@ -207,7 +207,7 @@ class StepLoss:
         self, student: SegmentationNet, batch: Batch, feats: Mapping[str, torch.Tensor], valid: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         s = self.settings
-        multi_input, multi_target, groups = batch[2], batch[3], batch[4]
+        multi_input, multi_target, groups, pixel = batch[2], batch[3], batch[4], batch[5]
         terms = {}
         if self.multi_scan_teacher is None:  # shared weights: the same net on the fused input
             multi = student.forward_features(multi_input)
@@ -216,6 +216,7 @@ class StepLoss:
         else:
             with torch.no_grad():
                 multi = self.multi_scan_teacher.forward_features(multi_input)
+        multi = {k: at_student_pixels(multi[k], pixel) for k in ('logits', 'penultimate')}
         terms['m2_logit'] = s.m2_logit_weight * logit_kd(feats['logits'], multi['logits'], valid)
         terms['m2_affinity'] = s.m2_affinity_weight * affinity_kd(feats['penultimate'], multi['penultimate'], groups)
         if s.m2_feature_weight:
@@ -335,7 +336,11 @@ def add_classes(
     if 'm2skd' in methods:
         hard = _hard_ids(cfg, counts, ids, new_ids, ontology)
         _log.info('M2SKD hard classes: %s', [ontology.by_id(i).name for i in hard])
-        dataset = MultiScanDataset(base, hard, cfg.continual.m2_window)  # type: ignore[arg-type]
+        if cfg.continual.m2_teacher_scale < 1:
+            msg = f'continual.m2_teacher_scale must be a positive integer, not {cfg.continual.m2_teacher_scale!r}'
+            raise ConfigError(msg)
+        scale = cfg.continual.m2_teacher_scale
+        dataset = MultiScanDataset(base, hard, cfg.continual.m2_window, scale)  # type: ignore[arg-type]
         if cfg.continual.m2_teacher == 'frozen':
             multi_scan_teacher = grow_model(parent, len(new_classes)).to(device)
             teacher_loss = StepLoss(

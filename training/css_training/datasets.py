@@ -11,6 +11,7 @@ depend on worker count, data order or whether the run was resumed.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -319,19 +320,30 @@ class CameraDataset(_LabelledDataset):
 
 
 class MultiScanDataset(Dataset):
-    """M2SKD samples: (student input, target, teacher input, teacher target, groups) from a LidarDataset's scans.
+    """M2SKD samples: (student input, target, teacher input, teacher target, groups, teacher pixel) from a
+    LidarDataset's scans.
 
     The teacher input is the scan with the hard-class instances of its neighbours fused in
     (:func:`css_training.data.fusion.fuse_hard_instances`), augmented with the same draw as the student's points
-    and projected the same way. ``groups`` (H, W) int64 names, per student pixel, the hard-class instance of the
-    point that fills it (its packed label), 0 elsewhere: the groups of M2SKD's affinity term.
+    and projected with the student's field of view at ``teacher_scale`` times its rows and columns: at the
+    student's size the fused points mostly land in pixels the scan already fills (docs/results.md), a finer
+    teacher image keeps more of them. ``groups`` (H, W) int64 names, per student pixel, the hard-class instance
+    of the point that fills it (its packed label), 0 elsewhere: the groups of M2SKD's affinity term.
+    ``teacher pixel`` (H, W) int64 is, per student pixel, the flat index of the teacher pixel that the same point
+    falls in (the pixel's own scaled position where it holds no point): the distillation terms compare student
+    and teacher at the student's points, as the paper does.
     """
 
-    def __init__(self, base: LidarDataset, hard_ids: Sequence[int], window: int = 2) -> None:
+    def __init__(self, base: LidarDataset, hard_ids: Sequence[int], window: int = 2, teacher_scale: int = 1) -> None:
         self.base = base
         self.hard = np.zeros(SEMANTIC_MASK + 1, bool)
         self.hard[np.asarray(hard_ids, np.int64)] = True
         self.window = window
+        spec = base.spec
+        self.teacher_spec = dataclasses.replace(
+            spec, height=spec.height * teacher_scale, width=spec.width * teacher_scale
+        )
+        self.scale = teacher_scale
         self._fused: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def set_epoch(self, epoch: int) -> None:
@@ -355,9 +367,8 @@ class MultiScanDataset(Dataset):
             rng = np.random.default_rng((self.base.seed, self.base.epoch, index))
             points, labels = augment_points(points, labels, rng, self.base.augment)
         mine = points[:, 4] == 0
-        spec = self.base.spec
-        student = project_scan(points[mine, :3], points[mine, 3], spec)
-        teacher = project_scan(points[:, :3], points[:, 3], spec)
+        student = project_scan(points[mine, :3], points[mine, 3], self.base.spec)
+        teacher = project_scan(points[:, :3], points[:, 3], self.teacher_spec)
         own = labels[mine]
         target = LidarDataset._target(student, self.base.lut[own & SEMANTIC_MASK])
         in_group = self.hard[own & SEMANTIC_MASK] & (self.base.lut[own & SEMANTIC_MASK] > 0) & (own >> 16 > 0)
@@ -372,4 +383,14 @@ class MultiScanDataset(Dataset):
             torch.from_numpy(teacher.image),
             teacher_target,
             torch.from_numpy(groups),
+            torch.from_numpy(self._teacher_pixel(student, teacher, np.flatnonzero(mine))),
         )
+
+    def _teacher_pixel(self, student: RangeProjection, teacher: RangeProjection, mine: np.ndarray) -> np.ndarray:
+        height, width = student.winner.shape
+        rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing='ij')
+        pixel = (rows * self.scale) * (width * self.scale) + cols * self.scale
+        hit = student.winner >= 0
+        point = mine[student.winner[hit]]  # the student's points, indexed among all (fused) points
+        pixel[hit] = teacher.rows[point].astype(np.int64) * (width * self.scale) + teacher.cols[point]
+        return pixel

@@ -1,7 +1,8 @@
 """M2SKD (Qiu et al., ICRA 2023): distilling a multi-scan teacher into the single-scan student.
 
-Our adaptation to range images: teacher and student outputs are compared at range-image pixels that hold a
-student point (``valid``), the same pixels in both images because both inputs are projected the same way.
+Our adaptation to range images: teacher and student outputs are compared at the student's points: at student
+pixels that hold a point (``valid``), against the teacher pixel the same point falls in (:func:`at_student_pixels`;
+the same pixel where the teacher image has the student's size).
 """
 
 from __future__ import annotations
@@ -9,7 +10,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F  # noqa: N812 - the torch convention
 
-__all__ = ['affinity_kd', 'feature_kd', 'logit_kd']
+__all__ = ['affinity_kd', 'at_student_pixels', 'feature_kd', 'logit_kd']
+
+
+def at_student_pixels(teacher: torch.Tensor, pixel: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) values of a (B, C, H', W') teacher map at the flat teacher pixels ``pixel`` (B, H, W)."""
+    b, c = teacher.shape[:2]
+    index = pixel.flatten(1).unsqueeze(1).expand(b, c, -1)
+    return teacher.flatten(2).gather(2, index).view(b, c, *pixel.shape[1:])
 
 
 def logit_kd(
