@@ -52,8 +52,8 @@ class BenchmarkConfig:
         methods: method lists (``default`` = the package's default for the modality); m2skd runs on LiDAR only.
         out_dir: where runs and results go.
         workers: chains trained at once, each in its own process (set the steps' ``threads`` so that workers x
-            threads is the number of cores). On the 2-core CPU two single-threaded chains finish camera steps
-            1.6x and LiDAR steps 1.3x faster than one two-threaded chain at a time (docs/results.md).
+            threads is the number of cores): the single-threaded parts of a step (data, projection, scoring)
+            then overlap with the other chain's convolutions (``bench/bench_workers.py``).
     """
 
     name: str
