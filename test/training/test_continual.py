@@ -159,6 +159,11 @@ def test_bad_steps_are_refused(setup: dict, capsys: pytest.CaptureFixture[str]) 
     assert 'baselines' in capsys.readouterr().err
     assert main(['add-classes', '--from', 'lidar@v99', '--new-classes', 'car', *common]) == 2
     assert 'v99' in capsys.readouterr().err
+    for setting, message in (('m2_teacher=both', "'frozen' or 'shared'"), ('m2_teacher_scale=0', 'positive integer')):
+        argv = ['add-classes', '--from', 'lidar@v1', '--new-classes', 'car', '--method', 'lgkd+m2skd',
+                '--set', f'continual.{setting}', *common]  # fmt: skip
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
     with pytest.raises(ConfigError, match='unknown method'):
         parse_methods('lgkd+magic', Modality.LIDAR)
 
@@ -245,6 +250,3 @@ def test_a_finer_multi_scan_teacher_publishes_a_student_sized_model(setup: dict)
     meta = SegmentationModel.load(Registry(setup['registry']).current('lidar').path, warmup=False).metadata
     assert (meta.input_spec.height, meta.input_spec.width) == (16, 128)
     assert [c.name for c in meta.classes] == ['unlabeled', *BASE, 'car', 'person']
-    argv[-1] = 'continual.m2_teacher_scale=0'
-    argv[argv.index('finer_teacher')] = 'no_teacher'
-    assert main(argv) == 2

@@ -211,6 +211,12 @@ class RunConfig:
             raise ConfigError(msg)
         if self.optim.epochs < 1 or self.optim.batch_size < 1:
             raise ConfigError('optim.epochs and optim.batch_size must be >= 1')
+        if self.continual.m2_teacher not in ('frozen', 'shared'):
+            msg = f"continual.m2_teacher must be 'frozen' or 'shared', not {self.continual.m2_teacher!r}"
+            raise ConfigError(msg)
+        if self.continual.m2_teacher_scale < 1:
+            msg = f'continual.m2_teacher_scale must be a positive integer, not {self.continual.m2_teacher_scale!r}'
+            raise ConfigError(msg)
         self.input_spec()  # validate now, not after the data is loaded
 
     @property

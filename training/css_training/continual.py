@@ -336,11 +336,8 @@ def add_classes(
     if 'm2skd' in methods:
         hard = _hard_ids(cfg, counts, ids, new_ids, ontology)
         _log.info('M2SKD hard classes: %s', [ontology.by_id(i).name for i in hard])
-        if cfg.continual.m2_teacher_scale < 1:
-            msg = f'continual.m2_teacher_scale must be a positive integer, not {cfg.continual.m2_teacher_scale!r}'
-            raise ConfigError(msg)
-        scale = cfg.continual.m2_teacher_scale
-        dataset = MultiScanDataset(base, hard, cfg.continual.m2_window, scale)  # type: ignore[arg-type]
+        continual = cfg.continual
+        dataset = MultiScanDataset(base, hard, continual.m2_window, continual.m2_teacher_scale)  # type: ignore[arg-type]
         if cfg.continual.m2_teacher == 'frozen':
             multi_scan_teacher = grow_model(parent, len(new_classes)).to(device)
             teacher_loss = StepLoss(
@@ -357,9 +354,6 @@ def add_classes(
 
             _fit(multi_scan_teacher, on_fused, dataset, cfg, 'multi-scan teacher')
             multi_scan_teacher.eval().requires_grad_(False)
-        elif cfg.continual.m2_teacher != 'shared':
-            msg = f"continual.m2_teacher must be 'frozen' or 'shared', not {cfg.continual.m2_teacher!r}"
-            raise ConfigError(msg)
     loss = StepLoss(
         methods, cfg.continual, teacher, len(old_classes), len(new_classes), student, multi_scan_teacher, weight
     )
