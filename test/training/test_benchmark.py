@@ -12,7 +12,7 @@ import yaml
 
 from css_perception.core.metadata import Modality
 from css_training.bench_cli import main
-from css_training.benchmark import BenchmarkConfig, _methods, merge_results, step_config
+from css_training.benchmark import BenchmarkConfig, _chains, _methods, merge_results, step_config
 from css_training.config import ConfigError, load_config
 from css_training.sim.config import SimConfig
 
@@ -146,6 +146,25 @@ def test_a_modality_can_list_its_own_methods(tmp_path: Path) -> None:
     config = BenchmarkConfig.load(preset)
     assert _methods(config, Modality.LIDAR) == [('mib', 'mib'), ('default (lgkd)', 'lgkd')]
     assert _methods(config, Modality.CAMERA) == [('mib', 'mib'), ('lgkd+lskd', 'lgkd+lskd')]
+    config.keep_methods(['lgkd+lskd', 'default'])  # --methods restricts the modality's own list too
+    assert _methods(config, Modality.LIDAR) == [('default (lgkd)', 'lgkd')]
+    assert _methods(config, Modality.CAMERA) == [('lgkd+lskd', 'lgkd+lskd')]
+    with pytest.raises(ConfigError, match=r"methods \['lskd'\] are not in the preset"):
+        config.keep_methods(['lskd'])
+
+
+def test_skip_leaves_out_a_method_on_one_split_only(tmp_path: Path) -> None:
+    preset = tmp_path / 'p.yaml'
+    preset.write_text(
+        "name: p\nseeds: [0]\nmethods: [mib, lgkd+lskd, default]\nsplits: {'2-2': [[a, b]], '2-1x2': [[a], [b]]}\n"
+        "skip: {'2-1x2': [lgkd+lskd, default]}\nmodalities:\n  camera: {base: c.yaml}\n"
+    )
+    chains = [(split, label) for split, _, label, _, _ in _chains(BenchmarkConfig.load(preset), Modality.CAMERA)]
+    assert chains == [('2-2', 'mib'), ('2-2', 'lgkd+lskd'), ('2-2', 'default (lskd)'), ('2-1x2', 'mib')]
+    for bad in ("{'2-1x2': [lskd]}", "{'15-1': [mib]}"):
+        preset.write_text(preset.read_text().rsplit('skip:', 1)[0] + f'skip: {bad}\nmodalities: {{}}\n')
+        with pytest.raises(ConfigError, match=r'skip\.'):
+            BenchmarkConfig.load(preset)
 
 
 def test_an_unknown_modality_key_is_refused(tmp_path: Path) -> None:

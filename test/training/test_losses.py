@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -205,6 +206,37 @@ def test_pod_is_zero_for_identical_features_and_sees_spatial_change() -> None:
     plain = pod_distillation([f], [t.detach()], [None], 8, 2)
     assert float(loss) == pytest.approx(float(plain))
     assert float(pod_distillation([f], [t.detach()], [None], 2, 2)) == pytest.approx(float(plain) / 2)
+
+
+def _pod_by_cells(feature: torch.Tensor, scales: tuple[int, ...]) -> torch.Tensor:
+    """PLOP's local POD written cell by cell, as the definition reads."""
+    x = feature.pow(2)
+    height, width = x.shape[-2:]
+    parts = []
+    for s in scales:
+        rows = torch.linspace(0, height, s + 1).round().long().tolist()
+        cols = torch.linspace(0, width, s + 1).round().long().tolist()
+        for r0, r1 in itertools.pairwise(rows):
+            for c0, c1 in itertools.pairwise(cols):
+                r0, c0 = min(r0, height - 1), min(c0, width - 1)
+                cell = x[..., r0 : max(r1, r0 + 1), c0 : max(c1, c0 + 1)]
+                parts += [cell.mean(dim=3).flatten(1), cell.mean(dim=2).flatten(1)]
+    return F.normalize(torch.cat(parts, dim=1), dim=1)
+
+
+@pytest.mark.parametrize('shape', [(2, 3, 8, 8), (2, 3, 6, 10), (1, 2, 3, 7)])
+def test_pod_holds_every_cells_means(shape: tuple[int, ...]) -> None:
+    """Same values as the cell-by-cell definition (a 3-row map under a 4 x 4 grid reuses its edge rows), and
+    so the same distance between two features.
+    """
+    torch.manual_seed(9)
+    a, b = torch.randn(shape), torch.randn(shape)
+    scales = (1, 2, 4)
+    fast, slow = local_pod(a, scales), _pod_by_cells(a, scales)
+    assert fast.shape == slow.shape
+    assert torch.allclose(fast.sort(dim=1).values, slow.sort(dim=1).values, atol=1e-6)
+    distance = (local_pod(a, scales) - local_pod(b, scales)).norm(dim=1)
+    assert torch.allclose(distance, (slow - _pod_by_cells(b, scales)).norm(dim=1), atol=1e-5)
 
 
 def test_second_order_pooling_of_a_rank_one_feature_is_rank_one() -> None:

@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = BenchmarkConfig.load(args.config)
         if args.methods:
-            config.methods = tuple(args.methods.split(','))
+            config.keep_methods(args.methods.split(','))
         if args.seeds:
             config.seeds = tuple(int(v) for v in args.seeds.split(','))
         if args.splits:

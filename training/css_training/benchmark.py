@@ -31,7 +31,15 @@ from css_training.sim.config import SimConfig
 from css_training.sim.record import generate_split
 from css_training.train import train
 
-__all__ = ['BenchmarkConfig', 'merge_results', 'render_markdown', 'run_continual', 'step_config', 'summarise']
+__all__ = [
+    'BenchmarkConfig',
+    'base_checkpoint',
+    'merge_results',
+    'render_markdown',
+    'run_continual',
+    'step_config',
+    'summarise',
+]
 
 _log = logging.getLogger(__name__)
 _MODALITY_KEYS = ('base', 'base_set', 'step', 'methods')
@@ -50,6 +58,8 @@ class BenchmarkConfig:
             every step's run config) and optionally ``methods`` (this modality's list instead of ``methods``).
         splits: name -> list of steps, each a list of new class names.
         methods: method lists (``default`` = the package's default for the modality); m2skd runs on LiDAR only.
+        skip: split -> methods (as listed) not run on that split, e.g. a costly combination on the multi-step
+            split of a CPU preset.
         out_dir: where runs and results go.
         workers: chains trained at once, each in its own process (set the steps' ``threads`` so that workers x
             threads is the number of cores): the single-threaded parts of a step (data, projection, scoring)
@@ -66,6 +76,7 @@ class BenchmarkConfig:
     methods: tuple[str, ...] = (
         'joint', 'finetune', 'mib', 'lgkd', 'lskd', 'm2skd', 'lgkd+m2skd', 'lgkd+lskd', 'default'
     )  # fmt: skip
+    skip: dict[str, list[str]] = field(default_factory=dict)
     out_dir: str = 'out/bench'
     workers: int = 1
 
@@ -83,10 +94,36 @@ class BenchmarkConfig:
                        f'(unknown: {extra})')
                 raise ConfigError(msg)
         values = {k: tuple(v) if k in ('seeds', 'methods') else v for k, v in values.items()}
-        return cls(**values)
+        config = cls(**values)
+        listed = config.listed_methods()
+        for split, skipped in config.skip.items():
+            if split not in config.splits or not set(skipped) <= listed:
+                msg = f'{path}: skip.{split}: expected a split of the preset and methods it lists, got {skipped}'
+                raise ConfigError(msg)
+        return config
+
+    def listed_methods(self) -> set[str]:
+        """Every method named by the preset's list or a modality's own."""
+        return set(self.methods).union(*(s.get('methods', ()) for s in self.modalities.values()))
+
+    def keep_methods(self, chosen: Sequence[str]) -> None:
+        """Restricts the method lists, the preset's and each modality's own, to ``chosen`` (``--methods``).
+
+        Raises:
+            ConfigError: a chosen method is in none of the lists.
+        """
+        listed = self.listed_methods()
+        unknown = sorted(set(chosen) - listed)
+        if unknown:
+            msg = f'{self.name}: methods {unknown} are not in the preset (it lists {sorted(listed)})'
+            raise ConfigError(msg)
+        self.methods = tuple(m for m in self.methods if m in chosen)
+        for settings in self.modalities.values():
+            if 'methods' in settings:
+                settings['methods'] = [m for m in settings['methods'] if m in chosen]
 
 
-def _base_checkpoint(base_config: str, overrides: Sequence[str] = ()) -> Path:
+def base_checkpoint(base_config: str, overrides: Sequence[str] = ()) -> Path:
     """The base run's best.pt, trained first when the run does not exist yet."""
     cfg = load_config(base_config, overrides)
     best = cfg.run_dir / 'best.pt'
@@ -118,6 +155,15 @@ def _methods(config: BenchmarkConfig, modality: Modality) -> list[tuple[str, str
     return out
 
 
+def _chains(config: BenchmarkConfig, modality: Modality) -> list[tuple[str, list[list[str]], str, str, int]]:
+    """(split, steps, label, method, seed) of every chain of the modality, less the preset's ``skip``."""
+    return [(split_name, steps, label, method, seed)
+            for split_name, steps in config.splits.items()
+            for label, method in _methods(config, modality)
+            if label.split(' ')[0] not in config.skip.get(split_name, ())
+            for seed in config.seeds]  # fmt: skip
+
+
 def run_continual(config: BenchmarkConfig, only: str | None = None) -> dict[str, Any]:
     """Runs every (modality, split, method, seed) chain; returns (and writes) the results as JSON-ready data."""
     sim_cfg = SimConfig.load(Path(config.sim_config))
@@ -128,11 +174,8 @@ def run_continual(config: BenchmarkConfig, only: str | None = None) -> dict[str,
         if only and only != modality_name:
             continue
         modality = Modality(modality_name)
-        base = _base_checkpoint(settings['base'], settings.get('base_set', ()))
-        keys = [(split_name, steps, label, method, seed)
-                for split_name, steps in config.splits.items()
-                for label, method in _methods(config, modality)
-                for seed in config.seeds]  # fmt: skip
+        base = base_checkpoint(settings['base'], settings.get('base_set', ()))
+        keys = _chains(config, modality)
         jobs = [(base, steps, method, seed, settings.get('step', {}), split,
                  out / modality_name / split_name / label.split(' ')[0] / f'seed{seed}')
                 for split_name, steps, label, method, seed in keys]  # fmt: skip

@@ -95,12 +95,15 @@ def _layer_names(net: SegmentationNet) -> list[str]:
 
 
 def _shared_parameter(net: SegmentationNet, layer: str) -> torch.Tensor:
-    """The parameter a term's gradient is measured at: a layer term's own module, else the head."""
+    """The parameter a term's gradient is measured at, as the reference's train.py picks them: a layer term's
+    module's first parameter (a stage's first conv), the output terms' the weight of the last shared
+    BatchNorm (``red_bn`` of its DeepLab head; ours ends the head before the classifier).
+    """
     if layer.startswith('stage'):
         return next(net.stages[int(layer[5:]) - 1].parameters())
     if layer == 'decoder':
         return next(net.ups[-1].parameters())
-    return next(net.head.parameters())
+    return [m for m in net.head.modules() if isinstance(m, nn.BatchNorm2d)][-1].weight
 
 
 class StepLoss:

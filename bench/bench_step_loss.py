@@ -1,0 +1,115 @@
+"""What a continual method costs per training batch, as a ratio to fine-tuning's batch in the same run.
+
+For each method, one benchmark step's loss is built as ``add_classes`` builds it (a preset's step settings, the
+preset's base model as parent, its ``new`` recording) and forward + backward + optimizer step is timed over the
+same batches (median of ``--batches`` after a warm-up). ``--profile METHOD`` prints torch's operator table for
+that method instead. Run after the preset's base models exist (a benchmark run trains them):
+``python bench/bench_step_loss.py config/benchmarks/small.yaml --modality camera --methods finetune,lgkd,lskd``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from css_perception.core.metadata import Modality
+from css_perception.core.ontology import Ontology
+from css_training.benchmark import BenchmarkConfig, base_checkpoint, step_config
+from css_training.checkpoint import load_checkpoint
+from css_training.config import RunConfig
+from css_training.continual import StepLoss, grow_model, parse_methods
+from css_training.datasets import CameraDataset, LidarDataset, read_records
+from css_training.models.blocks import SegmentationNet
+from css_training.sim.config import SimConfig
+from css_training.sim.record import generate_split
+from css_training.train import seed_everything
+
+
+def _loader(cfg: RunConfig, ids: list[int], new_ids: list[int] | None) -> DataLoader:
+    data = cfg.data
+    modality = Modality(cfg.modality)
+    ontology = Ontology.load(data.ontology)
+    records = read_records(data.train, modality, data.topics, data.cache_dir, ontology, data.max_samples)
+    kind = LidarDataset if modality is Modality.LIDAR else CameraDataset
+    dataset = kind(records, cfg.input_spec(), ids, cfg.augment, cfg.seed, new_ids)
+    return DataLoader(dataset, batch_size=cfg.optim.batch_size, shuffle=False)
+
+
+def _time_batches(loss: StepLoss, student: SegmentationNet, batches: list, profile: bool) -> float | None:
+    """Median seconds of one training batch after two warm-up batches; prints the operator table instead
+    when ``profile``.
+    """
+    optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=1e-4)
+
+    def step(batch: tuple[torch.Tensor, ...]) -> None:
+        terms = loss(student, batch)
+        optimizer.zero_grad(set_to_none=True)
+        terms['loss'].backward()
+        optimizer.step()
+
+    for batch in batches[:2]:
+        step(batch)
+    if profile:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            for batch in batches[2:]:
+                step(batch)
+        print(prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=25))
+        return None
+    samples = []
+    for batch in batches[2:]:
+        start = time.perf_counter()
+        step(batch)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('preset', type=Path)
+    parser.add_argument('--modality', choices=('lidar', 'camera'), default='camera')
+    parser.add_argument('--methods', default='finetune,lgkd,lskd')
+    parser.add_argument('--batches', type=int, default=8)
+    parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--profile', metavar='METHOD', help='print the operator table of this method')
+    args = parser.parse_args()
+    config = BenchmarkConfig.load(args.preset)
+    settings = config.modalities[args.modality]
+    parent, ckpt = load_checkpoint(base_checkpoint(settings['base'], settings.get('base_set', ())))
+    split = generate_split(Path(config.sim_dir), SimConfig.load(Path(config.sim_config)), dict(config.sim_scans))
+    new_classes = next(iter(config.splits.values()))[0]
+    model = {'modality': ckpt['modality'], 'input': ckpt['input_spec'],
+             'model': {k: ckpt['model_config'][k] for k in ('arch', 'preset')}}  # fmt: skip
+    methods = [args.profile] if args.profile else args.methods.split(',')
+    times = {}
+    for method in methods:
+        cfg = step_config(settings.get('step', {}), model, method, new_classes, split, name='bench', seed=0)
+        seed_everything(0, False, args.threads)
+        ontology = Ontology.load(cfg.data.ontology)
+        old = len(ckpt['classes'])
+        new_ids = [c.id for c in ontology.subset(cfg.data.classes)[1:]]
+        ids = [c['id'] for c in ckpt['classes']] + new_ids
+        chosen = parse_methods(method, Modality(cfg.modality))
+        loader = _loader(cfg, ids, None if 'joint' in chosen else new_ids)
+        teacher = copy.deepcopy(parent).eval().requires_grad_(False)
+        student = grow_model(parent, len(new_ids)).train()
+        loss = StepLoss(chosen, cfg.continual, teacher, old, len(new_ids), student)
+        batches = [b for _, b in zip(range(args.batches + 2), loader, strict=False)]
+        seconds = _time_batches(loss, student, batches, args.profile is not None)
+        if seconds is not None:
+            times[method] = seconds
+    if args.profile:
+        return
+    baseline = times[methods[0]]
+    print(f'{args.modality}, batch {cfg.optim.batch_size}, {args.threads} thread(s), median of {args.batches}')
+    for method, seconds in times.items():
+        print(f'{method:>12}: {1000 * seconds:7.1f} ms per batch, {seconds / baseline:4.2f}x {methods[0]}')
+
+
+if __name__ == '__main__':
+    main()
