@@ -12,7 +12,7 @@ import yaml
 
 from css_perception.core.metadata import Modality
 from css_training.bench_cli import main
-from css_training.benchmark import BenchmarkConfig, _chains, _methods, merge_results, step_config
+from css_training.benchmark import BenchmarkConfig, _chains, _in_order, _methods, merge_results, step_config
 from css_training.config import ConfigError, load_config
 from css_training.sim.config import SimConfig
 
@@ -165,6 +165,12 @@ def test_skip_leaves_out_a_method_on_one_split_only(tmp_path: Path) -> None:
         preset.write_text(preset.read_text().rsplit('skip:', 1)[0] + f'skip: {bad}\nmodalities: {{}}\n')
         with pytest.raises(ConfigError, match=r'skip\.'):
             BenchmarkConfig.load(preset)
+
+
+def test_chains_started_out_of_order_are_returned_in_order() -> None:
+    jobs = [(2, 1), (2, 2), (2, 3)]
+    assert list(_in_order(pow, jobs, workers=2, start=[2, 0, 1])) == [2, 4, 8]
+    assert list(_in_order(pow, jobs, workers=1)) == [2, 4, 8]
 
 
 def test_an_unknown_modality_key_is_refused(tmp_path: Path) -> None:

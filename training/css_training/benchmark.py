@@ -170,30 +170,37 @@ def run_continual(config: BenchmarkConfig, only: str | None = None) -> dict[str,
     split = generate_split(Path(config.sim_dir), sim_cfg, dict(config.sim_scans))
     out = Path(config.out_dir) / config.name
     results: dict[str, Any] = {'name': config.name, 'seeds': list(config.seeds), 'runs': []}
+    keys, jobs = [], []
     for modality_name, settings in config.modalities.items():
         if only and only != modality_name:
             continue
-        modality = Modality(modality_name)
         base = base_checkpoint(settings['base'], settings.get('base_set', ()))
-        keys = _chains(config, modality)
-        jobs = [(base, steps, method, seed, settings.get('step', {}), split,
-                 out / modality_name / split_name / label.split(' ')[0] / f'seed{seed}')
-                for split_name, steps, label, method, seed in keys]  # fmt: skip
-        chains = _in_order(_run_chain, jobs, config.workers)
-        for (split_name, _, label, _, seed), chain in zip(keys, chains, strict=True):
-            results['runs'].append(
-                {'modality': modality_name, 'split': split_name, 'method': label, 'seed': seed,
-                 'seconds': _chain_seconds(chain), 'steps': chain}
-            )  # fmt: skip
-            _log.info('%s %s %s seed %d: %s', modality_name, split_name, label, seed, chain[-1]['scores'])
-            path = Path(config.out_dir) / f'continual_{config.name}.json'
-            path.write_text(json.dumps(results, indent=1))
+        for split_name, steps, label, method, seed in _chains(config, Modality(modality_name)):
+            keys.append((modality_name, split_name, label, seed))
+            jobs.append((base, steps, method, seed, settings.get('step', {}), split,
+                         out / modality_name / split_name / label.split(' ')[0] / f'seed{seed}'))  # fmt: skip
+    # Both modalities' chains in one pool, those with the most steps first: the last chains to start are then
+    # short ones, and a worker waits less for the other to finish.
+    longest_first = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][1]))
+    for (modality_name, split_name, label, seed), chain in zip(
+        keys, _in_order(_run_chain, jobs, config.workers, longest_first), strict=True
+    ):
+        results['runs'].append(
+            {'modality': modality_name, 'split': split_name, 'method': label, 'seed': seed,
+             'seconds': _chain_seconds(chain), 'steps': chain}
+        )  # fmt: skip
+        _log.info('%s %s %s seed %d: %s', modality_name, split_name, label, seed, chain[-1]['scores'])
+        path = Path(config.out_dir) / f'continual_{config.name}.json'
+        path.write_text(json.dumps(results, indent=1))
     return results
 
 
-def _in_order(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], workers: int) -> Iterator[Any]:
+def _in_order(
+    fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], workers: int, start: Sequence[int] | None = None
+) -> Iterator[Any]:
     """``fn(*job)`` for every job, yielded in job order; with ``workers`` > 1 run in that many fresh processes
-    (spawned: the parent's torch thread pools do not survive a fork).
+    (spawned: the parent's torch thread pools do not survive a fork), started in the order of the job indexes
+    ``start`` (default: job order).
     """
     if workers <= 1:
         yield from (fn(*job) for job in jobs)
@@ -201,7 +208,8 @@ def _in_order(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], workers: 
     context = multiprocessing.get_context('spawn')
     level = logging.getLogger().level
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(level,)) as pool:
-        futures = [pool.submit(fn, *job) for job in jobs]
+        submitted = {i: pool.submit(fn, *jobs[i]) for i in (range(len(jobs)) if start is None else start)}
+        futures = [submitted[i] for i in range(len(jobs))]
         try:
             for future in futures:
                 yield future.result()
