@@ -1,9 +1,10 @@
-"""What a continual method costs per training batch, as a ratio to fine-tuning's batch in the same run.
+"""What a continual method costs per training batch, as a ratio to the first listed method's in the same run.
 
 For each method, one benchmark step's loss is built as ``add_classes`` builds it (a preset's step settings, the
 preset's base model as parent, its ``new`` recording) and forward + backward + optimizer step is timed over the
 same batches (median of ``--batches`` after a warm-up). ``--profile METHOD`` prints torch's operator table for
-that method instead. Run after the preset's base models exist (a benchmark run trains them):
+that method instead. Methods with m2skd are not timed here (their batches need the multi-scan dataset and a
+trained multi-scan teacher). Run after the preset's base models exist (a benchmark run trains them):
 ``python bench/bench_step_loss.py config/benchmarks/small.yaml --modality camera --methods finetune,lgkd,lskd``.
 """
 
@@ -86,6 +87,8 @@ def main() -> None:
     model = {'modality': ckpt['modality'], 'input': ckpt['input_spec'],
              'model': {k: ckpt['model_config'][k] for k in ('arch', 'preset')}}  # fmt: skip
     methods = [args.profile] if args.profile else args.methods.split(',')
+    if any('m2skd' in m for m in methods):
+        parser.error('methods with m2skd are not timed by this script')
     times = {}
     for method in methods:
         cfg = step_config(settings.get('step', {}), model, method, new_classes, split, name='bench', seed=0)
