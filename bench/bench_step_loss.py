@@ -23,23 +23,12 @@ from css_perception.core.metadata import Modality
 from css_perception.core.ontology import Ontology
 from css_training.benchmark import BenchmarkConfig, base_checkpoint, step_config
 from css_training.checkpoint import load_checkpoint
-from css_training.config import RunConfig
 from css_training.continual import StepLoss, grow_model, parse_methods
-from css_training.datasets import CameraDataset, LidarDataset, read_records
+from css_training.datasets import run_dataset
 from css_training.models.blocks import SegmentationNet
 from css_training.sim.config import SimConfig
 from css_training.sim.record import generate_split
 from css_training.train import seed_everything
-
-
-def _loader(cfg: RunConfig, ids: list[int], new_ids: list[int] | None) -> DataLoader:
-    data = cfg.data
-    modality = Modality(cfg.modality)
-    ontology = Ontology.load(data.ontology)
-    records = read_records(data.train, modality, data.topics, data.cache_dir, ontology, data.max_samples)
-    kind = LidarDataset if modality is Modality.LIDAR else CameraDataset
-    dataset = kind(records, cfg.input_spec(), ids, cfg.augment, cfg.seed, new_ids)
-    return DataLoader(dataset, batch_size=cfg.optim.batch_size, shuffle=False)
 
 
 def _time_batches(loss: StepLoss, student: SegmentationNet, batches: list, profile: bool) -> float | None:
@@ -98,7 +87,8 @@ def main() -> None:
         new_ids = [c.id for c in ontology.subset(cfg.data.classes)[1:]]
         ids = [c['id'] for c in ckpt['classes']] + new_ids
         chosen = parse_methods(method, Modality(cfg.modality))
-        loader = _loader(cfg, ids, None if 'joint' in chosen else new_ids)
+        dataset = run_dataset(cfg, cfg.data.train, ids, ontology, labelled=None if 'joint' in chosen else new_ids)
+        loader = DataLoader(dataset, batch_size=cfg.optim.batch_size, shuffle=False)
         teacher = copy.deepcopy(parent).eval().requires_grad_(False)
         student = grow_model(parent, len(new_ids)).train()
         loss = StepLoss(chosen, cfg.continual, teacher, old, len(new_ids), student)

@@ -37,7 +37,7 @@ from css_perception.core.ontology import Ontology
 from css_training.checkpoint import get_rng_state, save_checkpoint
 from css_training.config import ConfigError, ContinualSection, RunConfig, plain_values
 from css_training.data.fusion import rare_classes
-from css_training.datasets import CameraDataset, LidarDataset, MultiScanDataset, read_records
+from css_training.datasets import MultiScanDataset, read_records, run_dataset
 from css_training.evaluate import Metrics, evaluate_camera, evaluate_lidar
 from css_training.losses.lgkd import lgkd_loss
 from css_training.losses.lskd import (
@@ -322,12 +322,7 @@ def add_classes(
     new_ids = [c.id for c in new_classes]
     spec = cfg.input_spec()
     data = cfg.data
-    records = read_records(data.train, modality, data.topics, data.cache_dir, ontology, data.max_samples)
-    labelled = None if 'joint' in methods else new_ids
-    if modality is Modality.LIDAR:
-        base: Dataset = LidarDataset(records, spec, ids, cfg.augment, cfg.seed, labelled)  # type: ignore[arg-type]
-    else:
-        base = CameraDataset(records, spec, ids, cfg.augment, cfg.seed, labelled)  # type: ignore[arg-type]
+    base = run_dataset(cfg, data.train, ids, ontology, labelled=None if 'joint' in methods else new_ids)
     counts = base.label_counts()  # type: ignore[attr-defined]
     weight = class_weights(counts, cfg.optim.class_weight_power).to(device)
     _log.info('step labels per channel %s, class weights %s', counts.tolist(), [round(float(w), 2) for w in weight])

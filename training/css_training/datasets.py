@@ -25,7 +25,7 @@ from torch.utils.data import ConcatDataset, Dataset, Subset
 from css_perception.core.metadata import CameraInputSpec, Modality
 from css_perception.core.ontology import Ontology
 from css_perception.core.projection import RangeProjection, project_scan
-from css_training.config import AugmentConfig
+from css_training.config import AugmentConfig, RunConfig
 from css_training.data.bags import BagTopics, read_camera_frames, read_lidar_scans
 from css_training.data.fusion import fuse_hard_instances
 from css_training.data.kitti import read_semantic_kitti
@@ -44,6 +44,7 @@ __all__ = [
     'class_lut',
     'normalise_image',
     'read_records',
+    'run_dataset',
 ]
 
 _log = logging.getLogger(__name__)
@@ -394,3 +395,20 @@ class MultiScanDataset(Dataset):
         point = mine[student.winner[hit]]  # the student's points, indexed among all (fused) points
         pixel[hit] = teacher.rows[point].astype(np.int64) * (width * self.scale) + teacher.cols[point]
         return pixel
+
+
+def run_dataset(
+    cfg: RunConfig,
+    paths: Sequence[str | Path],
+    class_ids: Sequence[int],
+    ontology: Ontology,
+    augment: bool = True,
+    labelled: Sequence[int] | None = None,
+) -> LidarDataset | CameraDataset:
+    """The run's dataset of the recordings ``paths`` (its modality's kind, its input, augmentation and seed);
+    ``labelled`` as in :func:`class_lut`.
+    """
+    data = cfg.data
+    records = read_records(paths, cfg.modality, data.topics, data.cache_dir, ontology, data.max_samples)
+    kind = LidarDataset if cfg.modality == Modality.LIDAR.value else CameraDataset
+    return kind(records, cfg.input_spec(), class_ids, cfg.augment if augment else None, cfg.seed, labelled)

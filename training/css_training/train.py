@@ -26,11 +26,11 @@ from torch.utils.data import DataLoader, DistributedSampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from css_perception.core.metadata import ClassInfo, Modality
+from css_perception.core.metadata import ClassInfo
 from css_perception.core.ontology import Ontology
 from css_training.checkpoint import get_rng_state, read_checkpoint, save_checkpoint, set_rng_state
 from css_training.config import RunConfig, plain_values
-from css_training.datasets import CameraDataset, LidarDataset, read_records
+from css_training.datasets import CameraDataset, LidarDataset, run_dataset
 from css_training.evaluate import Metrics, evaluate_camera, evaluate_lidar
 from css_training.losses.segmentation import SegmentationLoss, class_weights
 from css_training.models import build_model
@@ -125,14 +125,8 @@ def build_datasets(
         sim = SimConfig.load(Path(data.sim_config))
         split = generate_split(Path(data.sim_dir), sim, dict(data.sim_scans), progress=cfg.progress)
         train_paths, val_paths = [split['train']], val_paths or [split['val']]
-    dataset_cls = LidarDataset if cfg.modality == Modality.LIDAR.value else CameraDataset
-    spec = cfg.input_spec()
-
-    def make(paths: list[Any], augment: bool) -> LidarDataset | CameraDataset:
-        records = read_records(paths, cfg.modality, data.topics, data.cache_dir, ontology, data.max_samples)
-        return dataset_cls(records, spec, class_ids, cfg.augment if augment else None, seed=cfg.seed)
-
-    return make(train_paths, augment=True), make(val_paths, augment=False) if val_paths else None
+    train = run_dataset(cfg, train_paths, class_ids, ontology)
+    return train, run_dataset(cfg, val_paths, class_ids, ontology, augment=False) if val_paths else None
 
 
 def train(run_cfg: RunConfig, resume: bool = False, stop_after: int | None = None) -> Path:
