@@ -345,6 +345,7 @@ def add_classes(
                 len(old_classes),
                 len(new_classes),
                 multi_scan_teacher,
+                weight=weight,  # the student's class weights: unweighted, it learned only person (docs/results.md)
             )
 
             def on_fused(net: SegmentationNet, batch: Batch) -> dict[str, torch.Tensor]:
