@@ -14,13 +14,14 @@ from css_perception.runtime.model import SegmentationModel
 from css_perception.runtime.registry import Registry
 from css_training.checkpoint import load_checkpoint
 from css_training.cli import main
-from css_training.config import ConfigError, load_config
-from css_training.continual import add_classes, grow_model, parse_methods
+from css_training.config import ConfigError, ContinualSection, load_config
+from css_training.continual import StepLoss, add_classes, grow_model, parse_methods
 from css_training.data.bags import read_lidar_scans
 from css_training.data.fusion import fuse_hard_instances, rare_classes
 from css_training.data.records import LidarScan
 from css_training.datasets import LidarDataset, MultiScanDataset
 from css_training.losses.m2skd import at_student_pixels
+from css_training.losses.mib import unbiased_cross_entropy
 from css_training.sim.config import CameraConfig, LidarConfig, SceneConfig, SimConfig
 from css_training.sim.record import simulate
 
@@ -240,6 +241,23 @@ def test_a_finer_teacher_image_is_read_at_the_student_points(setup: dict) -> Non
     rows, cols = torch.meshgrid(torch.arange(16), torch.arange(128), indexing='ij')
     corner = at_student_pixels(xt[None], (2 * rows * 256 + 2 * cols)[None])[0]  # each 2 x 2 block's first pixel
     assert not torch.equal(corner[:, occupied], x[:, occupied])  # so the per-point pixels matter
+
+
+def test_the_multi_scan_teacher_learns_the_fused_labels_with_the_step_class_weights(setup: dict) -> None:
+    parent, _ = load_checkpoint(setup['root'] / 'runs' / 'lidar_base' / 'best.pt')
+    weight = torch.tensor([0.5, 1.0, 1.0, 1.0, 1.0, 4.0, 2.0])  # 5 old channels, 2 new; rare classes weigh more
+    loss = StepLoss(frozenset({'lgkd', 'm2skd'}), ContinualSection(), parent.eval(), 5, 2, grow_model(parent, 2),
+                    weight)  # fmt: skip
+    fused_net = grow_model(parent, 2).eval()
+    generator = torch.Generator().manual_seed(0)
+    x, fused_x = torch.randn(2, 2, 5, 16, 128, generator=generator)
+    fused_target = torch.tensor([0, 5, 6, 255])[torch.randint(0, 4, (2, 16, 128), generator=generator)]
+    terms = loss.multi_scan_teacher_loss(fused_net)(fused_net, (x, torch.zeros_like(fused_target), fused_x,
+                                                                 fused_target))  # fmt: skip
+    assert set(terms) == {'ce', 'kd', 'loss'}  # the step's own loss, without the M2SKD terms that need the teacher
+    logits = fused_net(fused_x)
+    torch.testing.assert_close(terms['ce'], unbiased_cross_entropy(logits, fused_target, 5, weight=weight))
+    assert not torch.allclose(terms['ce'], unbiased_cross_entropy(logits, fused_target, 5))
 
 
 def test_a_finer_multi_scan_teacher_publishes_a_student_sized_model(setup: dict) -> None:

@@ -60,6 +60,7 @@ _log = logging.getLogger(__name__)
 METHODS = ('finetune', 'joint', 'mib', 'lgkd', 'lskd', 'm2skd')
 DEFAULT_METHODS = {Modality.LIDAR: 'lgkd', Modality.CAMERA: 'lskd'}
 Batch = Sequence[torch.Tensor]
+LossFn = Callable[[SegmentationNet, Batch], dict[str, torch.Tensor]]
 
 
 def parse_methods(text: str | None, modality: Modality) -> frozenset[str]:
@@ -117,12 +118,12 @@ class StepLoss:
         old_classes: int,
         new_classes: int,
         student: SegmentationNet,
-        multi_scan_teacher: SegmentationNet | None = None,
         weight: torch.Tensor | None = None,
     ) -> None:
         self.methods, self.settings = methods, settings
         self.weight = weight
-        self.teacher, self.multi_scan_teacher = teacher, multi_scan_teacher
+        self.teacher = teacher
+        self.multi_scan_teacher: SegmentationNet | None = None  # set once trained (``frozen``); None: ``shared``
         self.old, self.new = old_classes, new_classes
         self.layers = _layer_names(student)
         self.balance: GradientEquilibrium | None = None
@@ -140,6 +141,14 @@ class StepLoss:
                 layer_order=[f'pod_{n}' for n in self.layers],
             )
             self.shared = {n: _shared_parameter(student, n[4:] if n.startswith('pod_') else 'head') for n in names}
+
+    def multi_scan_teacher_loss(self, net: SegmentationNet) -> LossFn:
+        """The loss that trains ``net`` as the frozen multi-scan teacher on the fused samples: this step's loss,
+        class weights included, without the M2SKD terms (they need the teacher) and without LSKD's.
+        """
+        loss = StepLoss(self.methods - {'m2skd', 'lskd'}, self.settings, self.teacher, self.old, self.new, net,
+                        self.weight)  # fmt: skip
+        return lambda fused_net, batch: loss(fused_net, (batch[2], batch[3]))
 
     def _segmentation(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.methods & {'finetune', 'joint'}:
@@ -229,7 +238,7 @@ class StepLoss:
 
 def _fit(
     net: SegmentationNet,
-    loss_fn: Callable[[SegmentationNet, Batch], dict[str, torch.Tensor]],
+    loss_fn: LossFn,
     dataset: Dataset,
     cfg: RunConfig,
     desc: str,
@@ -328,8 +337,8 @@ def add_classes(
     _log.info('step labels per channel %s, class weights %s', counts.tolist(), [round(float(w), 2) for w in weight])
     teacher = copy.deepcopy(parent).to(device).eval().requires_grad_(False)
     student = grow_model(parent, len(new_classes)).to(device)
+    loss = StepLoss(methods, cfg.continual, teacher, len(old_classes), len(new_classes), student, weight)
     dataset: Dataset = base
-    multi_scan_teacher = None
     hard: list[int] = []
     if 'm2skd' in methods:
         hard = _hard_ids(cfg, counts, ids, new_ids, ontology)
@@ -337,25 +346,9 @@ def add_classes(
         continual = cfg.continual
         dataset = MultiScanDataset(base, hard, continual.m2_window, continual.m2_teacher_scale)  # type: ignore[arg-type]
         if cfg.continual.m2_teacher == 'frozen':
-            multi_scan_teacher = grow_model(parent, len(new_classes)).to(device)
-            teacher_loss = StepLoss(
-                methods - {'m2skd', 'lskd'},
-                cfg.continual,
-                teacher,
-                len(old_classes),
-                len(new_classes),
-                multi_scan_teacher,
-                weight=weight,  # the student's class weights: unweighted, it learned only person (docs/results.md)
-            )
-
-            def on_fused(net: SegmentationNet, batch: Batch) -> dict[str, torch.Tensor]:
-                return teacher_loss(net, (batch[2], batch[3]))
-
-            _fit(multi_scan_teacher, on_fused, dataset, cfg, 'multi-scan teacher')
-            multi_scan_teacher.eval().requires_grad_(False)
-    loss = StepLoss(
-        methods, cfg.continual, teacher, len(old_classes), len(new_classes), student, multi_scan_teacher, weight
-    )
+            fused_net = grow_model(parent, len(new_classes)).to(device)
+            _fit(fused_net, loss.multi_scan_teacher_loss(fused_net), dataset, cfg, 'multi-scan teacher')
+            loss.multi_scan_teacher = fused_net.eval().requires_grad_(False)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / 'config.yaml')
     writer = SummaryWriter(str(run_dir / 'tb'))
