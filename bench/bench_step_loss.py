@@ -25,6 +25,7 @@ from css_training.benchmark import BenchmarkConfig, base_checkpoint, step_config
 from css_training.checkpoint import load_checkpoint
 from css_training.continual import StepLoss, grow_model, parse_methods
 from css_training.datasets import run_dataset
+from css_training.losses.segmentation import class_weights
 from css_training.models.blocks import SegmentationNet
 from css_training.sim.config import SimConfig
 from css_training.sim.record import generate_split
@@ -91,7 +92,8 @@ def main() -> None:
         loader = DataLoader(dataset, batch_size=cfg.optim.batch_size, shuffle=False)
         teacher = copy.deepcopy(parent).eval().requires_grad_(False)
         student = grow_model(parent, len(new_ids)).train()
-        loss = StepLoss(chosen, cfg.continual, teacher, old, len(new_ids), student)
+        weight = class_weights(dataset.label_counts(), cfg.optim.class_weight_power)
+        loss = StepLoss(chosen, cfg.continual, teacher, old, len(new_ids), student, weight)
         batches = [b for _, b in zip(range(args.batches + 2), loader, strict=False)]
         seconds = _time_batches(loss, student, batches, args.profile is not None)
         if seconds is not None:
