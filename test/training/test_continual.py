@@ -260,6 +260,20 @@ def test_the_multi_scan_teacher_learns_the_fused_labels_with_the_step_class_weig
     assert not torch.allclose(terms['ce'], unbiased_cross_entropy(logits, fused_target, 5))
 
 
+def test_lskd_ties_the_ce_weight_to_mibs_kd_only(setup: dict) -> None:
+    """The equilibrium's tie w_CE = (C_new / C_old) w_KD is the reference's for MiB's channel-mean KD; LGKD's
+    channel-sum KD already weighs background lgkd_prev times, and the tie held its camera step's CE down.
+    """
+    parent, _ = load_checkpoint(setup['root'] / 'runs' / 'camera_base' / 'best.pt')
+    ties = {}
+    for method in ('lskd', 'lgkd+lskd'):
+        loss = StepLoss(parse_methods(method, Modality.CAMERA), ContinualSection(), parent.eval(), 5, 2,
+                        grow_model(parent, 2))  # fmt: skip
+        assert loss.balance is not None
+        ties[method] = loss.balance.ce_kd
+    assert ties == {'lskd': ('ce', 'kd', 2 / 5), 'lgkd+lskd': None}
+
+
 def test_a_finer_multi_scan_teacher_publishes_a_student_sized_model(setup: dict) -> None:
     argv = ['add-classes', '--from', 'lidar@v1', '--registry', str(setup['registry']), '--bags', str(setup['bag']),
             '--new-classes', 'car,person', '--method', 'lgkd+m2skd', '--config', str(setup['step']),

@@ -132,7 +132,8 @@ class ContinualSection:
             new class was learned here (docs/results.md).
         pod_weight, context_weight: LSKD's base factors of the layer (POD) and context terms; the learned
             trade-off weights multiply them.
-        lskd_alpha, lskd_gamma, lskd_beta: the gradient-equilibrium objective's settings (the reference's 0.5).
+        lskd_alpha, lskd_gamma, lskd_beta: the gradient-equilibrium objective's settings (the reference's 0.5);
+            gamma ties w_CE to MiB's KD only, not to LGKD's (``css_training.continual``).
         m2_logit_weight, m2_affinity_weight, m2_feature_weight: M2SKD terms (the reference's 5, 1 and 0).
         m2_teacher: ``frozen`` (a multi-scan teacher trained first, then frozen; the paper) or ``shared`` (one
             network on both inputs, the multi-scan output detached as target; the released code).

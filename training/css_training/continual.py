@@ -9,6 +9,10 @@ initialisation. Methods (``+``-joined) pick the loss terms of ``shared/methods.m
 - ``mib``: unbiased CE + unbiased KD. ``lgkd``: unbiased CE + LGKD (replaces the unbiased KD).
 - ``lskd``: POD layer distillation and context distillation, both masked by MD, with learned trade-off weights
   (:class:`css_training.losses.lskd.GradientEquilibrium`) over every term; adds MiB's KD unless ``lgkd`` is on.
+  The equilibrium's tie w_CE = (C_new / C_old) w_KD is the reference's for MiB's KD, a mean over the old
+  channels; LGKD's KD is a sum over all channels that already weighs background positions ``lgkd_prev`` times
+  the new ones, so with ``lgkd`` the tie is left out: kept, it held w_CE at 0.39 against w_KD 1.02 and the
+  camera step learned no new class; without it they end at ~1.1 and ~0.3 (docs/results.md, sixth session).
 - ``m2skd`` (LiDAR): a multi-scan teacher that sees the scan with the hard-class instances of its neighbours
   fused in, distilled into the student by logit, affinity (and feature) terms.
 """
@@ -137,7 +141,7 @@ class StepLoss:
                 alpha=settings.lskd_alpha,
                 gamma=settings.lskd_gamma,
                 beta=settings.lskd_beta,
-                ce_kd=('ce', 'kd', new_classes / max(old_classes, 1)),
+                ce_kd=None if 'lgkd' in methods else ('ce', 'kd', new_classes / max(old_classes, 1)),
                 layer_order=[f'pod_{n}' for n in self.layers],
             )
             self.shared = {n: _shared_parameter(student, n[4:] if n.startswith('pod_') else 'head') for n in names}
