@@ -127,10 +127,10 @@ def test_merge_replaces_the_same_runs_and_keeps_the_others() -> None:
 
 
 def test_the_default_row_is_the_listed_method_or_its_own_run() -> None:
-    config = BenchmarkConfig(name='t', methods=('lskd', 'default', 'm2skd', 'mib'))
-    assert _methods(config, Modality.CAMERA) == [('lskd (default)', 'lskd'), ('mib', 'mib')]
+    config = BenchmarkConfig(name='t', methods=('lgkd+lskd', 'default', 'm2skd', 'mib'))
+    assert _methods(config, Modality.CAMERA) == [('lgkd+lskd (default)', 'lgkd+lskd'), ('mib', 'mib')]
     assert _methods(config, Modality.LIDAR) == [
-        ('lskd', 'lskd'),
+        ('lgkd+lskd', 'lgkd+lskd'),
         ('default (lgkd)', 'lgkd'),
         ('m2skd', 'm2skd'),
         ('mib', 'mib'),
@@ -145,10 +145,10 @@ def test_a_modality_can_list_its_own_methods(tmp_path: Path) -> None:
     )
     config = BenchmarkConfig.load(preset)
     assert _methods(config, Modality.LIDAR) == [('mib', 'mib'), ('default (lgkd)', 'lgkd')]
-    assert _methods(config, Modality.CAMERA) == [('mib', 'mib'), ('lgkd+lskd', 'lgkd+lskd')]
+    assert _methods(config, Modality.CAMERA) == [('mib', 'mib'), ('lgkd+lskd (default)', 'lgkd+lskd')]
     config.keep_methods(['lgkd+lskd', 'default'])  # --methods restricts the modality's own list too
     assert _methods(config, Modality.LIDAR) == [('default (lgkd)', 'lgkd')]
-    assert _methods(config, Modality.CAMERA) == [('lgkd+lskd', 'lgkd+lskd')]
+    assert _methods(config, Modality.CAMERA) == [('lgkd+lskd (default)', 'lgkd+lskd')]
     with pytest.raises(ConfigError, match=r"methods \['lskd'\] are not in the preset"):
         config.keep_methods(['lskd'])
 
@@ -156,12 +156,12 @@ def test_a_modality_can_list_its_own_methods(tmp_path: Path) -> None:
 def test_skip_leaves_out_a_method_on_one_split_only(tmp_path: Path) -> None:
     preset = tmp_path / 'p.yaml'
     preset.write_text(
-        "name: p\nseeds: [0]\nmethods: [mib, lgkd+lskd, default]\nsplits: {'2-2': [[a, b]], '2-1x2': [[a], [b]]}\n"
-        "skip: {'2-1x2': [lgkd+lskd, default]}\nmodalities:\n  camera: {base: c.yaml}\n"
+        "name: p\nseeds: [0]\nmethods: [mib, lskd, default]\nsplits: {'2-2': [[a, b]], '2-1x2': [[a], [b]]}\n"
+        "skip: {'2-1x2': [lskd, default]}\nmodalities:\n  camera: {base: c.yaml}\n"
     )
     chains = [(split, label) for split, _, label, _, _ in _chains(BenchmarkConfig.load(preset), Modality.CAMERA)]
-    assert chains == [('2-2', 'mib'), ('2-2', 'lgkd+lskd'), ('2-2', 'default (lskd)'), ('2-1x2', 'mib')]
-    for bad in ("{'2-1x2': [lskd]}", "{'15-1': [mib]}"):
+    assert chains == [('2-2', 'mib'), ('2-2', 'lskd'), ('2-2', 'default (lgkd+lskd)'), ('2-1x2', 'mib')]
+    for bad in ("{'2-1x2': [lgkd]}", "{'15-1': [mib]}"):
         preset.write_text(preset.read_text().rsplit('skip:', 1)[0] + f'skip: {bad}\nmodalities: {{}}\n')
         with pytest.raises(ConfigError, match=r'skip\.'):
             BenchmarkConfig.load(preset)

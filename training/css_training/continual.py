@@ -62,7 +62,7 @@ __all__ = ['DEFAULT_METHODS', 'METHODS', 'StepLoss', 'add_classes', 'grow_model'
 _log = logging.getLogger(__name__)
 
 METHODS = ('finetune', 'joint', 'mib', 'lgkd', 'lskd', 'm2skd')
-DEFAULT_METHODS = {Modality.LIDAR: 'lgkd', Modality.CAMERA: 'lskd'}
+DEFAULT_METHODS = {Modality.LIDAR: 'lgkd', Modality.CAMERA: 'lgkd+lskd'}  # why: docs/results.md
 Batch = Sequence[torch.Tensor]
 LossFn = Callable[[SegmentationNet, Batch], dict[str, torch.Tensor]]
 
