@@ -117,6 +117,17 @@ def test_each_method_publishes_old_plus_new_classes(setup: dict, modality: str, 
     assert ('w_ce' in logged and 'w_context' in logged) == ('lskd' in method)
 
 
+@pytest.mark.parametrize(('modality', 'default'), [('lidar', {'lgkd'}), ('camera', {'lgkd', 'lskd'})])
+def test_a_step_without_a_method_takes_the_modality_default(setup: dict, modality: str, default: set[str]) -> None:
+    registry = setup['registry']
+    argv = ['add-classes', '--from', f'{modality}@v1', '--registry', str(registry), '--bags', str(setup['bag']),
+            '--new-classes', 'person', '--config', str(setup['step']), '--name', f'{modality}_default']  # fmt: skip
+    assert main(argv) == 0
+    meta = SegmentationModel.load(Registry(registry).current(modality).path, warmup=False).metadata
+    assert set(meta.provenance['method'].split('+')) == default
+    assert [c.name for c in meta.classes] == ['unlabeled', *BASE, 'person']
+
+
 def test_two_steps_in_a_row_chain_parents(setup: dict) -> None:
     registry = setup['registry']
     common = ['--registry', str(registry), '--bags', str(setup['bag']), '--config', str(setup['step']),
