@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -82,3 +84,38 @@ def test_current_escaping_is_refused(registry: Registry, tmp_path) -> None:
     decision = watcher.check()
     assert not decision.accepted
     assert 'not a plain version name' in decision.reason
+
+
+class _CountingRegistry(Registry):
+    """A registry that counts how often its ``CURRENT`` is read."""
+
+    reads = 0
+
+    def current(self, modality: Modality):
+        self.reads += 1
+        return super().current(modality)
+
+
+def test_the_watcher_wakes_on_a_publish_and_not_on_its_own_reads(tmp_path) -> None:
+    """Every check reads CURRENT; a watch that took that read for a change would check again at once, forever
+    (an idle node kept ~1.2 cores busy). With a one-minute poll, only the file-system watch can wake it here.
+    """
+    registry = _CountingRegistry(tmp_path / 'models')
+    _publish(registry, tmp_path, 'v1')
+    accepted = threading.Event()
+    watcher = RegistryWatcher(registry, L, lambda d: d.accepted and d.version == 'v2' and accepted.set(), poll_s=60.0)
+    watcher.mark_serving('v1')
+    watcher.start()
+    try:
+        watcher.check()  # one read, as after a swap
+        time.sleep(1.0)
+        assert registry.reads <= 2
+        _publish(registry, tmp_path, 'v2')
+        assert accepted.wait(timeout=10.0)
+        time.sleep(1.0)
+        settled = registry.reads
+        time.sleep(1.0)
+        assert registry.reads == settled
+    finally:
+        watcher.stop()
+    assert watcher.serving == 'v2'
