@@ -21,9 +21,9 @@ from torch.utils.data import DataLoader
 
 from css_perception.core.metadata import Modality
 from css_perception.core.ontology import Ontology
-from css_training.benchmark import BenchmarkConfig, base_checkpoint, step_config
+from css_training.benchmark import BenchmarkConfig, base_checkpoint
 from css_training.checkpoint import load_checkpoint
-from css_training.continual import StepLoss, grow_model, parse_methods
+from css_training.continual import StepLoss, grow_model, parse_methods, step_config
 from css_training.datasets import run_dataset
 from css_training.losses.segmentation import class_weights
 from css_training.models.blocks import SegmentationNet
@@ -74,14 +74,13 @@ def main() -> None:
     parent, ckpt = load_checkpoint(base_checkpoint(settings['base'], settings.get('base_set', ())))
     split = generate_split(Path(config.sim_dir), SimConfig.load(Path(config.sim_config)), dict(config.sim_scans))
     new_classes = next(iter(config.splits.values()))[0]
-    model = {'modality': ckpt['modality'], 'input': ckpt['input_spec'],
-             'model': {k: ckpt['model_config'][k] for k in ('arch', 'preset')}}  # fmt: skip
     methods = [args.profile] if args.profile else args.methods.split(',')
     if any('m2skd' in m for m in methods):
         parser.error('methods with m2skd are not timed by this script')
     times = {}
     for method in methods:
-        cfg = step_config(settings.get('step', {}), model, method, new_classes, split, name='bench', seed=0)
+        cfg = step_config(settings.get('step', {}), ckpt, new_classes, [split['new']], [split['test']], method,
+                          name='bench', seed=0)  # fmt: skip
         seed_everything(0, False, args.threads)
         ontology = Ontology.load(cfg.data.ontology)
         old = len(ckpt['classes'])

@@ -12,8 +12,9 @@ import yaml
 
 from css_perception.core.metadata import Modality
 from css_training.bench_cli import main
-from css_training.benchmark import BenchmarkConfig, _chains, _in_order, _methods, merge_results, step_config
+from css_training.benchmark import BenchmarkConfig, _chains, _in_order, _methods, merge_results
 from css_training.config import ConfigError, load_config
+from css_training.continual import step_config
 from css_training.sim.config import SimConfig
 
 STEP = {'threads': 1, 'optim': {'epochs': 1, 'batch_size': 2}}
@@ -188,9 +189,9 @@ def test_the_shipped_presets_load_with_their_base_configs(preset: Path) -> None:
     for name, settings in config.modalities.items():
         base = load_config(settings['base'], settings.get('base_set', ()))
         assert base.modality == name
-        model = {'modality': name, 'input': base.input, 'model': {'arch': base.model.arch, 'preset': base.model.preset}}
-        split = {'new': Path('new'), 'test': Path('test')}
-        step = step_config(settings.get('step', {}), model, 'mib', ['person'], split)  # valid keys and values
+        parent = {'modality': name, 'input_spec': base.input,
+                  'model_config': {'arch': base.model.arch, 'preset': base.model.preset}}  # fmt: skip
+        step = step_config(settings.get('step', {}), parent, ['person'], ['new'], ['test'], 'mib')  # valid values
         assert step.data.classes == ('person',)
         methods = [m for _, m in _methods(config, Modality(name))]
         assert ('m2skd' in methods) == (name == 'lidar')

@@ -25,8 +25,8 @@ from matplotlib.figure import Figure
 
 from css_perception.core.metadata import Modality
 from css_training.checkpoint import load_checkpoint, read_checkpoint
-from css_training.config import ConfigError, RunConfig, apply_overrides, load_config
-from css_training.continual import DEFAULT_METHODS, add_classes
+from css_training.config import ConfigError, load_config
+from css_training.continual import DEFAULT_METHODS, add_classes, finished_step, step_config
 from css_training.sim.config import SimConfig
 from css_training.sim.record import generate_split
 from css_training.train import train
@@ -37,7 +37,6 @@ __all__ = [
     'merge_results',
     'render_markdown',
     'run_continual',
-    'step_config',
     'summarise',
 ]
 
@@ -222,25 +221,6 @@ def _init_worker(level: int) -> None:
     logging.basicConfig(level=level, format='%(message)s')
 
 
-def step_config(
-    step_settings: dict[str, Any],
-    model: dict[str, Any],
-    method: str,
-    new_classes: list[str],
-    split: dict[str, Path],
-    **run: Any,
-) -> RunConfig:
-    """A step's run config: the preset's step settings, the parent's ``modality``/``input``/``model``, training on
-    the split's ``new`` recording with only ``new_classes`` labelled, scored on its ``test`` recording; ``run``
-    sets top-level keys (name, out_dir, seed).
-    """
-    values = {**apply_overrides(step_settings, []), **model, 'progress': False, **run}
-    values['data'] = {**values.get('data', {}), 'train': [str(split['new'])], 'val': [str(split['test'])],
-                      'classes': list(new_classes)}  # fmt: skip
-    values['continual'] = {**values.get('continual', {}), 'method': method}
-    return RunConfig.from_dict(values)
-
-
 def _run_chain(
     base: Path,
     steps: list[list[str]],
@@ -255,19 +235,14 @@ def _run_chain(
     retrained = False
     for index, new_classes in enumerate(steps):
         parent, ckpt = load_checkpoint(parent_path)
-        model = {'modality': ckpt['modality'], 'input': ckpt['input_spec'],
-                 'model': {k: ckpt['model_config'][k] for k in ('arch', 'preset')}}  # fmt: skip
-        cfg = step_config(step_settings, model, method, new_classes, split, name=f'step{index + 1}', out_dir=str(out),
-                          seed=seed)
+        cfg = step_config(step_settings, ckpt, new_classes, [split['new']], [split['test']], method,
+                          name=f'step{index + 1}', out_dir=str(out), seed=seed, progress=False)  # fmt: skip
         run_dir = cfg.run_dir
-        done, saved = run_dir / 'last.pt', run_dir / 'config.yaml'
-        same = saved.exists() and _same_config(saved, cfg)
-        finished = same and done.exists() and read_checkpoint(done)['epoch'] == cfg.optim.epochs
-        if retrained or not finished:  # a finished step is reused while its config and its parent are the same
+        if retrained or not finished_step(cfg):  # a finished step is reused while its config and parent are the same
             retrained = True
             shutil.rmtree(run_dir, ignore_errors=True)
             add_classes(cfg, parent, ckpt, parent_version)
-        last = read_checkpoint(done)
+        last = read_checkpoint(run_dir / 'last.pt')
         iou = {c['name']: c['iou'] for c in last['metrics']['classes'][1:]}
         added = [name for step in steps[: index + 1] for name in step]
         chain.append(
@@ -276,16 +251,6 @@ def _run_chain(
         )  # fmt: skip
         parent_path, parent_version = run_dir / 'last.pt', f'step{index + 1}'
     return chain
-
-
-def _same_config(saved: Path, cfg: RunConfig) -> bool:
-    """Whether the run config saved in ``saved`` is ``cfg``, read with today's defaults: a setting added since
-    (whose default keeps the old behaviour) does not retrain finished steps; one removed since does.
-    """
-    try:
-        return RunConfig.from_dict(yaml.safe_load(saved.read_text())).to_dict() == cfg.to_dict()
-    except ConfigError:
-        return False
 
 
 def merge_results(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:

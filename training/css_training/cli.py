@@ -17,7 +17,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import yaml
 from torch.utils.data import Dataset
 
 from css_perception.core.errors import MetadataError
@@ -28,8 +27,8 @@ from css_perception.runtime.model import SegmentationModel
 from css_perception.runtime.registry import Registry
 from css_perception.runtime.segmenter import make_segmenter
 from css_training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
-from css_training.config import ConfigError, RunConfig, apply_overrides, load_config
-from css_training.continual import add_classes
+from css_training.config import ConfigError, RunConfig, apply_overrides, load_config, read_values
+from css_training.continual import add_classes, step_config
 from css_training.data.errors import DataError
 from css_training.datasets import CameraDataset, DatasetError, LidarDataset, read_records
 from css_training.evaluate import Metrics, evaluate_camera, evaluate_lidar, write_report
@@ -83,7 +82,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     add.add_argument('--new-classes', required=True, help='comma-separated ontology names')
     add.add_argument('--method', help='+-joined: finetune, joint, mib, lgkd, lskd, m2skd (default per modality)')
     add.add_argument('--val', nargs='+', help='fully labelled recordings to score old and new classes on')
-    add.add_argument('--config', type=Path, help='continual run config YAML (config/train/continual_*.yaml)')
+    add.add_argument('--config', type=Path, help='continual run config YAML (config/train/continual_<modality>.yaml)')
     add.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE')
     add.add_argument('--name', help='run name (default: <modality>_<parent version>_plus_<classes>)')
     return parser
@@ -113,18 +112,11 @@ def _parent(args: argparse.Namespace) -> tuple[Path, str | None]:
 def _add_classes(args: argparse.Namespace) -> None:
     checkpoint, version = _parent(args)
     parent, ckpt = load_checkpoint(checkpoint)
-    values = yaml.safe_load(args.config.read_text()) if args.config else {}
+    values = apply_overrides(read_values(args.config) if args.config else {}, args.overrides)
     new = [n.strip() for n in args.new_classes.split(',') if n.strip()]
     tag = version or checkpoint.parent.name
     name = args.name or f'{ckpt["modality"]}_{tag}_plus_{"_".join(new)}'
-    values = apply_overrides(values or {}, args.overrides)
-    values.update(name=name, modality=ckpt['modality'], input=ckpt['input_spec'])
-    values['model'] = {k: ckpt['model_config'][k] for k in ('arch', 'preset')}
-    values['data'] = {**values.get('data', {}), 'train': args.bags, 'val': args.val or [], 'classes': new}
-    values.setdefault('continual', {})
-    if args.method:
-        values['continual']['method'] = args.method
-    cfg = RunConfig.from_dict(values)
+    cfg = step_config(values, ckpt, new, args.bags, args.val or [], args.method, name=name)
     run_dir = add_classes(cfg, parent, ckpt, version)
     best = read_checkpoint(run_dir / 'best.pt')
     print(f'{name}: {best["method"]}, classes {[c["name"] for c in best["classes"]]}, scores {best["scores"]}')

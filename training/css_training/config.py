@@ -31,6 +31,7 @@ __all__ = [
     'apply_overrides',
     'load_config',
     'plain_values',
+    'read_values',
 ]
 
 
@@ -124,8 +125,8 @@ class ContinualSection:
     """A continual step (``css-train add-classes``); ``data.classes`` are the new classes.
 
     Attributes:
-        method: ``+``-joined methods (finetune, joint, mib, lgkd, lskd, m2skd); None: lgkd for LiDAR, lskd for
-            camera, the best measured on the benchmark (lgkd+m2skd and lgkd+lskd did worse: docs/results.md).
+        method: ``+``-joined methods (finetune, joint, mib, lgkd, lskd, m2skd); None: the modality's default
+            (``css_training.continual.DEFAULT_METHODS``: lgkd for LiDAR, lgkd+lskd for camera; docs/results.md).
         kd_weight: weight of MiB's unbiased KD.
         lgkd_prev, lgkd_novel: LGKD's weights of background and new-class positions: 5 and 1, the values of the
             reference's two-step script (``scripts/voc/lgkd_15-5.sh``; its loss class defaults to 10). With 10 no
@@ -259,17 +260,26 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunCo
     Raises:
         ConfigError: unreadable file, malformed override, unknown key or bad value.
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            msg = f'cannot read run config {path}: {err}'
-            raise ConfigError(msg) from err
-        if not isinstance(data, dict):
-            msg = f'{path}: a run config is a mapping, got {type(data).__name__}'
-            raise ConfigError(msg)
+    data = read_values(path) if path is not None else {}
     return RunConfig.from_dict(apply_overrides(data, overrides))
+
+
+def read_values(path: str | Path) -> dict[str, Any]:
+    """The mapping in a run config YAML file, before it is checked as a :class:`RunConfig` (a continual step's
+    file holds only some sections; the parent model gives the rest).
+
+    Raises:
+        ConfigError: unreadable file, or not a mapping.
+    """
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        msg = f'cannot read run config {path}: {err}'
+        raise ConfigError(msg) from err
+    if not isinstance(data, dict):
+        msg = f'{path}: a run config is a mapping, got {type(data).__name__}'
+        raise ConfigError(msg)
+    return data
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

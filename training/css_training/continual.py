@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 - the torch convention
+import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torch.utils.tensorboard import SummaryWriter
@@ -38,7 +39,7 @@ from tqdm import tqdm
 
 from css_perception.core.metadata import CameraInputSpec, ClassInfo, LidarInputSpec, Modality
 from css_perception.core.ontology import Ontology
-from css_training.checkpoint import get_rng_state, save_checkpoint
+from css_training.checkpoint import get_rng_state, read_checkpoint, save_checkpoint
 from css_training.config import ConfigError, ContinualSection, RunConfig, plain_values
 from css_training.data.fusion import rare_classes
 from css_training.datasets import MultiScanDataset, read_records, run_dataset
@@ -57,7 +58,16 @@ from css_training.losses.segmentation import IGNORE_INDEX, class_weights
 from css_training.models import ModelConfig, SegmentationNet, build_model
 from css_training.train import TrainError, choose_device, seed_everything
 
-__all__ = ['DEFAULT_METHODS', 'METHODS', 'StepLoss', 'add_classes', 'grow_model', 'parse_methods']
+__all__ = [
+    'DEFAULT_METHODS',
+    'METHODS',
+    'StepLoss',
+    'add_classes',
+    'finished_step',
+    'grow_model',
+    'parse_methods',
+    'step_config',
+]
 
 _log = logging.getLogger(__name__)
 
@@ -83,6 +93,47 @@ def parse_methods(text: str | None, modality: Modality) -> frozenset[str]:
     if 'm2skd' in names and modality is not Modality.LIDAR:
         raise ConfigError('m2skd needs LiDAR scans with poses (its teacher fuses neighbouring scans)')
     return names
+
+
+def step_config(
+    settings: Mapping[str, Any],
+    parent: Mapping[str, Any],
+    new_classes: Sequence[str],
+    train: Sequence[str | Path],
+    val: Sequence[str | Path] = (),
+    method: str | None = None,
+    **run: Any,
+) -> RunConfig:
+    """A step's run config: ``settings`` (a step config file's values, e.g. ``config/train/continual_lidar.yaml``)
+    with the parent checkpoint's modality, input and net, training on ``train`` with only ``new_classes``
+    labelled, scored on ``val``; ``method`` None keeps the settings' (or the modality's default); ``run`` sets
+    top-level keys (name, out_dir, seed). ``css-train add-classes``, the benchmark and the demo all build it here.
+
+    Raises:
+        ConfigError: an unknown key or a bad value.
+    """
+    values = {**plain_values(settings), **run}
+    values.update(modality=parent['modality'], input=parent['input_spec'])
+    values['model'] = {k: parent['model_config'][k] for k in ('arch', 'preset')}
+    values['data'] = {**values.get('data', {}), 'train': [str(p) for p in train], 'val': [str(p) for p in val],
+                      'classes': list(new_classes)}  # fmt: skip
+    if method is not None:
+        values['continual'] = {**values.get('continual', {}), 'method': method}
+    return RunConfig.from_dict(values)
+
+
+def finished_step(cfg: RunConfig) -> bool:
+    """Whether ``cfg.run_dir`` holds a finished step of this config. The saved config is read with today's
+    defaults, so a setting added since (whose default keeps the old behaviour) does not retrain finished steps.
+    """
+    saved, last = cfg.run_dir / 'config.yaml', cfg.run_dir / 'last.pt'
+    if not (saved.exists() and last.exists()):
+        return False
+    try:
+        same = RunConfig.from_dict(yaml.safe_load(saved.read_text())).to_dict() == cfg.to_dict()
+    except ConfigError:
+        return False
+    return same and read_checkpoint(last)['epoch'] == cfg.optim.epochs
 
 
 def grow_model(parent: SegmentationNet, new_classes: int) -> SegmentationNet:
