@@ -12,10 +12,10 @@ import yaml
 from css_perception.core.metadata import Modality
 from css_perception.runtime.model import SegmentationModel
 from css_perception.runtime.registry import Registry
-from css_training.checkpoint import load_checkpoint
+from css_training.checkpoint import load_checkpoint, read_checkpoint
 from css_training.cli import main
-from css_training.config import ConfigError, ContinualSection, load_config
-from css_training.continual import StepLoss, add_classes, grow_model, parse_methods
+from css_training.config import ConfigError, ContinualSection, RunConfig, apply_overrides, load_config, read_values
+from css_training.continual import StepLoss, add_classes, finished_step, grow_model, parse_methods, step_config
 from css_training.data.bags import read_lidar_scans
 from css_training.data.fusion import fuse_hard_instances, rare_classes
 from css_training.data.records import LidarScan
@@ -126,6 +126,24 @@ def test_a_step_without_a_method_takes_the_modality_default(setup: dict, modalit
     meta = SegmentationModel.load(Registry(registry).current(modality).path, warmup=False).metadata
     assert set(meta.provenance['method'].split('+')) == default
     assert [c.name for c in meta.classes] == ['unlabeled', *BASE, 'person']
+
+
+def test_a_finished_step_is_recognised_from_the_same_arguments(setup: dict) -> None:
+    """The main job reuses a step that ``css-train add-classes`` finished when ``step_config`` builds the same
+    config from the same arguments; a changed setting, or a run cut short, is not reused.
+    """
+    common = ['--registry', str(setup['registry']), '--bags', str(setup['bag']), '--config', str(setup['step']),
+              '--new-classes', 'person', '--name', 'reused']  # fmt: skip
+    assert main(['add-classes', '--from', 'lidar@v1', *common, '--set', 'optim.lr=0.003']) == 0
+    parent = read_checkpoint(setup['root'] / 'runs' / 'lidar_base' / 'best.pt')
+
+    def config(*overrides: str) -> RunConfig:
+        values = apply_overrides(read_values(setup['step']), overrides)
+        return step_config(values, parent, ['person'], [str(setup['bag'])], name='reused')
+
+    assert finished_step(config('optim.lr=0.003'))
+    assert not finished_step(config('optim.lr=0.002'))
+    assert not finished_step(config('optim.lr=0.003', 'optim.epochs=2'))  # one epoch of two is not finished
 
 
 def test_two_steps_in_a_row_chain_parents(setup: dict) -> None:
