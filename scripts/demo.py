@@ -29,11 +29,10 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import yaml
-
 from css_training.checkpoint import read_checkpoint
 from css_training.config import apply_overrides, load_config, read_values
-from css_training.continual import finished_step, step_config
+from css_training.continual import step_config
+from css_training.train import finished_run
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = {'lidar': 'lidar_base', 'camera': 'camera_base'}
@@ -54,10 +53,7 @@ def train_if_needed(bin_dir: Path, name: str) -> tuple[Path, bool]:
     config = ROOT / 'config' / 'train' / f'{name}.yaml'
     cfg = load_config(config)
     run_dir = ROOT / cfg.run_dir
-    saved = run_dir / 'config.yaml'
-    last = run_dir / 'last.pt'
-    finished = last.exists() and saved.exists() and yaml.safe_load(saved.read_text()) == cfg.to_dict()
-    if finished and (run_dir / 'metrics.csv').read_text().count('\n') == cfg.optim.epochs + 1:
+    if finished_run(cfg):
         print(f'  reusing the finished run {run_dir}')
         return run_dir / 'best.pt', False
     if run_dir.exists():
@@ -81,7 +77,7 @@ def step_if_needed(
     cfg = step_config(apply_overrides(read_values(config), overrides), read_checkpoint(base), NEW_CLASSES, [bag],
                       [val], name=name)  # what `css-train add-classes` builds from the same arguments; fmt: skip
     run_dir = ROOT / cfg.run_dir
-    if not retrained and finished_step(cfg):
+    if not retrained and finished_run(cfg):
         print(f'  reusing the finished step {run_dir}')
         run(bin_dir / 'css-train', 'export', run_dir / 'best.pt', '--registry', registry)
         return run_dir / 'best.pt'
@@ -99,6 +95,7 @@ def main() -> int:
     parser.add_argument('--out', type=Path, default=ROOT / 'out' / 'demo')
     args = parser.parse_args()
     out: Path = args.out
+    os.chdir(ROOT)  # the run configs' paths (out/runs, out/cache) are relative to the repository
     bin_dir = Path(sys.executable).parent
     started = time.perf_counter()
     data = load_config(ROOT / 'config' / 'train' / 'lidar_base.yaml').data
@@ -125,7 +122,7 @@ def main() -> int:
         steps = {modality: step_if_needed(bin_dir, modality, ckpt, retrained, bag, sim_dir / 'val', model_dir)
                  for modality, (ckpt, retrained) in trained.items()}  # fmt: skip
         step_scores = {modality: evaluate(bin_dir, ckpt, sim_dir / 'test') for modality, ckpt in steps.items()}
-        time.sleep(2.0)  # the node polls the registry every 0.5 s, then loads and validates the new version
+        time.sleep(2.0)  # the publish woke the node's registry watch; leave it time to validate and swap
         print('[7/7] live node on the test recording, after the swap', flush=True)
         after = play_and_monitor(bin_dir, sim_dir / 'test', out / 'report_after_step.json', env)
     print(f'\nmain job finished in {time.perf_counter() - started:.0f} s')

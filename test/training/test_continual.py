@@ -15,7 +15,7 @@ from css_perception.runtime.registry import Registry
 from css_training.checkpoint import load_checkpoint, read_checkpoint
 from css_training.cli import main
 from css_training.config import ConfigError, ContinualSection, RunConfig, apply_overrides, load_config, read_values
-from css_training.continual import StepLoss, add_classes, finished_step, grow_model, parse_methods, step_config
+from css_training.continual import StepLoss, add_classes, grow_model, parse_methods, step_config
 from css_training.data.bags import read_lidar_scans
 from css_training.data.fusion import fuse_hard_instances, rare_classes
 from css_training.data.records import LidarScan
@@ -24,6 +24,7 @@ from css_training.losses.m2skd import at_student_pixels
 from css_training.losses.mib import unbiased_cross_entropy
 from css_training.sim.config import CameraConfig, LidarConfig, SceneConfig, SimConfig
 from css_training.sim.record import simulate
+from css_training.train import finished_run
 
 BASE = ['road', 'sidewalk', 'building', 'vegetation']
 
@@ -128,7 +129,7 @@ def test_a_step_without_a_method_takes_the_modality_default(setup: dict, modalit
     assert [c.name for c in meta.classes] == ['unlabeled', *BASE, 'person']
 
 
-def test_a_finished_step_is_recognised_from_the_same_arguments(setup: dict) -> None:
+def test_a_finished_run_is_recognised_from_the_same_arguments(setup: dict) -> None:
     """The main job reuses a step that ``css-train add-classes`` finished when ``step_config`` builds the same
     config from the same arguments; a changed setting, or a run cut short, is not reused.
     """
@@ -141,9 +142,9 @@ def test_a_finished_step_is_recognised_from_the_same_arguments(setup: dict) -> N
         values = apply_overrides(read_values(setup['step']), overrides)
         return step_config(values, parent, ['person'], [str(setup['bag'])], name='reused')
 
-    assert finished_step(config('optim.lr=0.003'))
-    assert not finished_step(config('optim.lr=0.002'))
-    assert not finished_step(config('optim.lr=0.003', 'optim.epochs=2'))  # one epoch of two is not finished
+    assert finished_run(config('optim.lr=0.003'))
+    assert not finished_run(config('optim.lr=0.002'))
+    assert not finished_run(config('optim.lr=0.003', 'optim.epochs=2'))  # one epoch of two is not finished
 
 
 def test_two_steps_in_a_row_chain_parents(setup: dict) -> None:

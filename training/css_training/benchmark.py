@@ -26,10 +26,10 @@ from matplotlib.figure import Figure
 from css_perception.core.metadata import Modality
 from css_training.checkpoint import load_checkpoint, read_checkpoint
 from css_training.config import ConfigError, load_config
-from css_training.continual import DEFAULT_METHODS, add_classes, finished_step, step_config
+from css_training.continual import DEFAULT_METHODS, add_classes, step_config
 from css_training.sim.config import SimConfig
 from css_training.sim.record import generate_split
-from css_training.train import train
+from css_training.train import finished_run, train
 
 __all__ = [
     'BenchmarkConfig',
@@ -238,7 +238,7 @@ def _run_chain(
         cfg = step_config(step_settings, ckpt, new_classes, [split['new']], [split['test']], method,
                           name=f'step{index + 1}', out_dir=str(out), seed=seed, progress=False)  # fmt: skip
         run_dir = cfg.run_dir
-        if retrained or not finished_step(cfg):  # a finished step is reused while its config and parent are the same
+        if retrained or not finished_run(cfg):  # a finished step is reused while its config and parent are the same
             retrained = True
             shutil.rmtree(run_dir, ignore_errors=True)
             add_classes(cfg, parent, ckpt, parent_version)

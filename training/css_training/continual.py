@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 - the torch convention
-import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torch.utils.tensorboard import SummaryWriter
@@ -39,7 +38,7 @@ from tqdm import tqdm
 
 from css_perception.core.metadata import CameraInputSpec, ClassInfo, LidarInputSpec, Modality
 from css_perception.core.ontology import Ontology
-from css_training.checkpoint import get_rng_state, read_checkpoint, save_checkpoint
+from css_training.checkpoint import get_rng_state, save_checkpoint
 from css_training.config import ConfigError, ContinualSection, RunConfig, plain_values
 from css_training.data.fusion import rare_classes
 from css_training.datasets import MultiScanDataset, read_records, run_dataset
@@ -63,7 +62,6 @@ __all__ = [
     'METHODS',
     'StepLoss',
     'add_classes',
-    'finished_step',
     'grow_model',
     'parse_methods',
     'step_config',
@@ -120,20 +118,6 @@ def step_config(
     if method is not None:
         values['continual'] = {**values.get('continual', {}), 'method': method}
     return RunConfig.from_dict(values)
-
-
-def finished_step(cfg: RunConfig) -> bool:
-    """Whether ``cfg.run_dir`` holds a finished step of this config. The saved config is read with today's
-    defaults, so a setting added since (whose default keeps the old behaviour) does not retrain finished steps.
-    """
-    saved, last = cfg.run_dir / 'config.yaml', cfg.run_dir / 'last.pt'
-    if not (saved.exists() and last.exists()):
-        return False
-    try:
-        same = RunConfig.from_dict(yaml.safe_load(saved.read_text())).to_dict() == cfg.to_dict()
-    except ConfigError:
-        return False
-    return same and read_checkpoint(last)['epoch'] == cfg.optim.epochs
 
 
 def grow_model(parent: SegmentationNet, new_classes: int) -> SegmentationNet:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from torch.utils.tensorboard import SummaryWriter
@@ -29,7 +30,7 @@ from tqdm import tqdm
 from css_perception.core.metadata import ClassInfo
 from css_perception.core.ontology import Ontology
 from css_training.checkpoint import get_rng_state, read_checkpoint, save_checkpoint, set_rng_state
-from css_training.config import RunConfig, plain_values
+from css_training.config import ConfigError, RunConfig, plain_values
 from css_training.datasets import CameraDataset, LidarDataset, run_dataset
 from css_training.evaluate import Metrics, evaluate_camera, evaluate_lidar
 from css_training.losses.segmentation import SegmentationLoss, class_weights
@@ -42,6 +43,7 @@ __all__ = [
     'build_datasets',
     'choose_device',
     'evaluate',
+    'finished_run',
     'seed_everything',
     'train',
     'train_one_epoch',
@@ -290,6 +292,21 @@ def choose_device(name: str) -> torch.device:
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     return torch.device(name)
 
+
+
+def finished_run(cfg: RunConfig) -> bool:
+    """Whether ``cfg.run_dir`` holds a run of this config that trained all its epochs (a base run or a continual
+    step). The saved config is read with today's defaults, so a setting added since (whose default keeps the old
+    behaviour) does not retrain finished runs.
+    """
+    saved, last = cfg.run_dir / 'config.yaml', cfg.run_dir / 'last.pt'
+    if not (saved.exists() and last.exists()):
+        return False
+    try:
+        same = RunConfig.from_dict(yaml.safe_load(saved.read_text())).to_dict() == cfg.to_dict()
+    except ConfigError:
+        return False
+    return same and read_checkpoint(last)['epoch'] == cfg.optim.epochs
 
 def seed_everything(seed: int, deterministic: bool, threads: int | None) -> None:
     random.seed(seed)
