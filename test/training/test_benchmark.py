@@ -132,7 +132,7 @@ def test_the_default_row_is_the_listed_method_or_its_own_run() -> None:
     assert _methods(config, Modality.CAMERA) == [('lgkd+lskd (default)', 'lgkd+lskd'), ('mib', 'mib')]
     assert _methods(config, Modality.LIDAR) == [
         ('lgkd+lskd', 'lgkd+lskd'),
-        ('default (lgkd)', 'lgkd'),
+        ('default (lgkd+m2skd)', 'lgkd+m2skd'),
         ('m2skd', 'm2skd'),
         ('mib', 'mib'),
     ]
@@ -145,10 +145,10 @@ def test_a_modality_can_list_its_own_methods(tmp_path: Path) -> None:
         'modalities:\n  lidar: {base: b.yaml, methods: [mib, default]}\n  camera: {base: c.yaml}\n'
     )
     config = BenchmarkConfig.load(preset)
-    assert _methods(config, Modality.LIDAR) == [('mib', 'mib'), ('default (lgkd)', 'lgkd')]
+    assert _methods(config, Modality.LIDAR) == [('mib', 'mib'), ('default (lgkd+m2skd)', 'lgkd+m2skd')]
     assert _methods(config, Modality.CAMERA) == [('mib', 'mib'), ('lgkd+lskd (default)', 'lgkd+lskd')]
     config.keep_methods(['lgkd+lskd', 'default'])  # --methods restricts the modality's own list too
-    assert _methods(config, Modality.LIDAR) == [('default (lgkd)', 'lgkd')]
+    assert _methods(config, Modality.LIDAR) == [('default (lgkd+m2skd)', 'lgkd+m2skd')]
     assert _methods(config, Modality.CAMERA) == [('lgkd+lskd (default)', 'lgkd+lskd')]
     with pytest.raises(ConfigError, match=r"methods \['lskd'\] are not in the preset"):
         config.keep_methods(['lskd'])

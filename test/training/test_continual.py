@@ -118,7 +118,7 @@ def test_each_method_publishes_old_plus_new_classes(setup: dict, modality: str, 
     assert ('w_ce' in logged and 'w_context' in logged) == ('lskd' in method)
 
 
-@pytest.mark.parametrize(('modality', 'default'), [('lidar', {'lgkd'}), ('camera', {'lgkd', 'lskd'})])
+@pytest.mark.parametrize(('modality', 'default'), [('lidar', {'lgkd', 'm2skd'}), ('camera', {'lgkd', 'lskd'})])
 def test_a_step_without_a_method_takes_the_modality_default(setup: dict, modality: str, default: set[str]) -> None:
     registry = setup['registry']
     argv = ['add-classes', '--from', f'{modality}@v1', '--registry', str(registry), '--bags', str(setup['bag']),
@@ -197,6 +197,23 @@ def test_bad_steps_are_refused(setup: dict, capsys: pytest.CaptureFixture[str]) 
         assert message in capsys.readouterr().err
     with pytest.raises(ConfigError, match='unknown method'):
         parse_methods('lgkd+magic', Modality.LIDAR)
+
+
+def test_scans_without_poses_run_the_lidar_default_without_m2skd_and_refuse_other_m2skd_steps(
+    setup: dict, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = setup['registry']
+    common = ['--from', 'lidar@v1', '--registry', str(registry), '--bags', str(setup['bag']), '--config',
+              str(setup['step']), '--new-classes', 'person', '--set', 'data.topics.pose_source=none']  # fmt: skip
+    published = Registry(registry).current('lidar').version
+    assert main(['add-classes', *common, '--method', 'mib+m2skd', '--name', 'unposed_m2skd']) == 2
+    assert 'm2skd needs a pose for every scan: 8 of 8 step scans have no pose' in capsys.readouterr().err
+    assert Registry(registry).current('lidar').version == published  # nothing published
+    assert main(['add-classes', *common, '--name', 'unposed_default']) == 0
+    assert 'the default lgkd+m2skd needs poses' in caplog.text
+    meta = SegmentationModel.load(Registry(registry).current('lidar').path, warmup=False).metadata
+    assert meta.provenance['method'] == 'lgkd'
+    assert meta.parent_version == 'v1'
 
 
 def pose(x: float) -> np.ndarray:

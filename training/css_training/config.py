@@ -126,7 +126,8 @@ class ContinualSection:
 
     Attributes:
         method: ``+``-joined methods (finetune, joint, mib, lgkd, lskd, m2skd); None: the modality's default
-            (``css_training.continual.DEFAULT_METHODS``: lgkd for LiDAR, lgkd+lskd for camera; docs/results.md).
+            (``css_training.continual.DEFAULT_METHODS``: lgkd+m2skd for LiDAR, lgkd alone on scans without
+            poses; lgkd+lskd for camera).
         kd_weight: weight of MiB's unbiased KD.
         lgkd_prev, lgkd_novel: LGKD's weights of background and new-class positions: 5 and 1, the values of the
             reference's two-step script (``scripts/voc/lgkd_15-5.sh``; its loss class defaults to 10). With 10 no

@@ -14,7 +14,11 @@ initialisation. Methods (``+``-joined) pick the loss terms of ``shared/methods.m
   the new ones, so with ``lgkd`` the tie is left out: kept, it held w_CE at 0.39 against w_KD 1.02 and the
   camera step learned no new class; without it they end at ~1.1 and ~0.3 (docs/results.md, sixth session).
 - ``m2skd`` (LiDAR): a multi-scan teacher that sees the scan with the hard-class instances of its neighbours
-  fused in, distilled into the student by logit, affinity (and feature) terms.
+  fused in, distilled into the student by logit, affinity (and feature) terms. It needs a pose for every scan.
+
+The defaults are the issue's combinations: ``lgkd+m2skd`` for LiDAR, ``lgkd+lskd`` for camera (docs/results.md
+has how they compare). A LiDAR recording without poses cannot feed M2SKD's teacher, so there the LiDAR default
+runs as ``lgkd`` alone, with a warning; any other method with ``m2skd`` is refused on such a recording.
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 METHODS = ('finetune', 'joint', 'mib', 'lgkd', 'lskd', 'm2skd')
-DEFAULT_METHODS = {Modality.LIDAR: 'lgkd', Modality.CAMERA: 'lgkd+lskd'}  # why: docs/results.md
+DEFAULT_METHODS = {Modality.LIDAR: 'lgkd+m2skd', Modality.CAMERA: 'lgkd+lskd'}
 Batch = Sequence[torch.Tensor]
 LossFn = Callable[[SegmentationNet, Batch], dict[str, torch.Tensor]]
 
@@ -104,7 +108,7 @@ def step_config(
 ) -> RunConfig:
     """A step's run config: ``settings`` (a step config file's values, e.g. ``config/train/continual_lidar.yaml``)
     with the parent checkpoint's modality, input and net, training on ``train`` with only ``new_classes``
-    labelled, scored on ``val``; ``method`` None keeps the settings' (or the modality's default); ``run`` sets
+    labelled, scored on ``val``; ``method`` None keeps the settings' (else the modality's default); ``run`` sets
     top-level keys (name, out_dir, seed). ``css-train add-classes``, the benchmark and the demo all build it here.
 
     Raises:
@@ -115,8 +119,10 @@ def step_config(
     values['model'] = {k: parent['model_config'][k] for k in ('arch', 'preset')}
     values['data'] = {**values.get('data', {}), 'train': [str(p) for p in train], 'val': [str(p) for p in val],
                       'classes': list(new_classes)}  # fmt: skip
-    if method is not None:
-        values['continual'] = {**values.get('continual', {}), 'method': method}
+    continual = values.get('continual', {})
+    # The default is written out, so a run records what it ran and a changed default is a changed config.
+    default = DEFAULT_METHODS[Modality(parent['modality'])]
+    values['continual'] = {**continual, 'method': method or continual.get('method') or default}
     return RunConfig.from_dict(values)
 
 
@@ -371,6 +377,8 @@ def add_classes(
     spec = cfg.input_spec()
     data = cfg.data
     base = run_dataset(cfg, data.train, ids, ontology, labelled=None if 'joint' in methods else new_ids)
+    if 'm2skd' in methods:
+        methods = _posed_methods(methods, modality, base.scans)  # type: ignore[attr-defined]
     counts = base.label_counts()  # type: ignore[attr-defined]
     weight = class_weights(counts, cfg.optim.class_weight_power).to(device)
     _log.info('step labels per channel %s, class weights %s', counts.tolist(), [round(float(w), 2) for w in weight])
@@ -434,6 +442,26 @@ def add_classes(
     _fit(student, loss, dataset, cfg, '+'.join(sorted(methods)), on_epoch, loss.balance)
     writer.close()
     return run_dir
+
+
+def _posed_methods(methods: frozenset[str], modality: Modality, scans: Sequence[Any]) -> frozenset[str]:
+    """``methods`` when every scan has a pose; else, for the modality's default, the same without m2skd (with a
+    warning), and for any other combination an error: M2SKD's teacher fuses neighbouring scans with their poses.
+
+    Raises:
+        ConfigError: m2skd named and a scan without a pose.
+    """
+    unposed = sum(scan.pose is None for scan in scans)
+    if not unposed:
+        return methods
+    why = (f'{unposed} of {len(scans)} step scans have no pose (record /tf or /odom, or set data.topics.'
+           'pose_source)')  # fmt: skip
+    if methods != parse_methods(None, modality):
+        msg = f'm2skd needs a pose for every scan: {why}; leave it out of --method'
+        raise ConfigError(msg)
+    _log.warning('the default %s needs poses: %s; running %s', '+'.join(sorted(methods)), why,
+                 '+'.join(sorted(methods - {'m2skd'})))  # fmt: skip
+    return methods - {'m2skd'}
 
 
 def _hard_ids(cfg: RunConfig, counts: np.ndarray, ids: list[int], new_ids: list[int], ontology: Ontology) -> list[int]:
