@@ -44,7 +44,10 @@ def lgkd_loss(
 ) -> torch.Tensor:
     """Soft cross-entropy -sum_k t_k log q_k against :func:`lgkd_target` over all channels; positions labelled
     background weigh ``prev_kd``, new-class positions ``novel_kd`` (the defaults of the reference's loss class are
-    10 and 1; its 15-5 script passes 5 and 1); mean over valid positions.
+    10 and 1; its 15-5 script passes 5 and 1); mean over valid positions. The reference's trainer applies it
+    to DeepLab-v3's logits at output stride 16 (``sem_logits_small``, labels nearest-downsampled by 16), the
+    logits its output is bilinearly upsampled from; the nets here make their logits at input resolution through
+    a decoder, so the loss runs at that resolution.
     """
     old_classes = old_logits.shape[1]
     new_classes = logits.shape[1] - old_classes
