@@ -79,7 +79,7 @@ def main() -> None:
         parser.error('methods with m2skd are not timed by this script')
     times = {}
     for method in methods:
-        cfg = step_config(settings.get('step', {}), ckpt, new_classes, [split['new']], [split['test']], method,
+        cfg = step_config(settings.get('step', {}), ckpt, new_classes, split['new'], split['test'], method,
                           name='bench', seed=0)  # fmt: skip
         seed_everything(0, False, args.threads)
         ontology = Ontology.load(cfg.data.ontology)

@@ -19,7 +19,7 @@ from css_training.continual import StepLoss, add_classes, grow_model, parse_meth
 from css_training.data.bags import read_lidar_scans
 from css_training.data.fusion import fuse_hard_instances, rare_classes
 from css_training.data.records import LidarScan
-from css_training.datasets import LidarDataset, MultiScanDataset
+from css_training.datasets import LidarDataset, MultiScanDataset, read_records
 from css_training.losses.m2skd import at_student_pixels
 from css_training.losses.mib import unbiased_cross_entropy
 from css_training.sim.config import CameraConfig, LidarConfig, SceneConfig, SimConfig
@@ -251,6 +251,26 @@ def test_fusion_moves_hard_instances_where_the_poses_and_icp_say() -> None:
     fused_pole = points[20:][labels[20:] == 80, :3]
     np.testing.assert_allclose(fused_pole, pole, atol=1e-5)  # static: the poses alone, into scan 0's frame
     assert rare_classes({0: 500, 40: 900, 30: 3, 80: 2}) == [30, 80]
+    alone, _ = fuse_hard_instances(scans, 0, hard_ids=[30, 80], window=1, span=(0, 1))
+    assert len(alone) == 20  # its recording ends at scan 0: nothing fused
+
+
+def test_multi_scan_fusion_stays_inside_each_recording(setup: dict) -> None:
+    from css_perception.core.metadata import LidarInputSpec
+
+    spec = LidarInputSpec(height=16, width=128, fov_up_deg=2.0, fov_down_deg=-24.8)
+    one = read_records([setup['bag']], Modality.LIDAR)
+    two = read_records([setup['bag'], setup['bag']], Modality.LIDAR)
+    last = len(one) - 1
+    fused = MultiScanDataset(LidarDataset(two, spec, [0, 40, 10, 30], labelled=[10, 30]), [10, 30], window=2)
+    expected = [[0, last + 1], [0, last + 1], [last + 1, 2 * last + 2]]
+    np.testing.assert_array_equal(fused.spans[[0, last, last + 1]], expected)
+    within = MultiScanDataset(LidarDataset(one, spec, [0, 40, 10, 30], labelled=[10, 30]), [10, 30], window=2)
+    points, labels = fused.fused(last)
+    np.testing.assert_array_equal(points, within.fused(last)[0])
+    np.testing.assert_array_equal(labels, within.fused(last)[1])
+    across, _ = fuse_hard_instances(two, last, [10, 30], window=2)  # what ignoring the boundary would fuse
+    assert len(across) > len(points)
 
 
 def test_multi_scan_samples_add_points_only_to_the_teacher(setup: dict) -> None:

@@ -13,7 +13,7 @@ from css_perception.core.ontology import Ontology
 from css_training.data.bags import bag_summary, read_camera_frames, read_lidar_scans
 from css_training.data.records import split_label
 from css_training.sim.cli import main
-from css_training.sim.config import CameraConfig, LidarConfig, SceneConfig, SimConfig
+from css_training.sim.config import CameraConfig, LidarConfig, SceneConfig, SimConfig, SimConfigError
 from css_training.sim.record import Simulation, generate_split, simulate
 from css_training.sim.sensors import lidar_mount
 
@@ -122,15 +122,32 @@ def test_a_class_subset_leaves_the_others_out(tmp_path: Path) -> None:
 def test_split_is_reused_when_settings_match(tmp_path: Path) -> None:
     config = replace(SMALL, scans=2, camera=replace(SMALL.camera, enabled=False))
     paths = generate_split(tmp_path, config, {'train': 3, 'test': 2}, progress=False)
-    stamp = (paths['train'] / 'metadata.yaml').stat().st_mtime_ns
-    assert len(read_lidar_scans(paths['train'])) == 3
-    assert len(read_lidar_scans(paths['test'])) == 2
-    assert raw_messages(paths['train'])['/points'][0] != raw_messages(paths['test'])['/points'][0]
+    assert paths == {'train': [tmp_path / 'train'], 'test': [tmp_path / 'test']}
+    (train,), (test,) = paths['train'], paths['test']
+    stamp = (train / 'metadata.yaml').stat().st_mtime_ns
+    assert len(read_lidar_scans(train)) == 3
+    assert len(read_lidar_scans(test)) == 2
+    assert raw_messages(train)['/points'][0] != raw_messages(test)['/points'][0]
     again = generate_split(tmp_path, config, {'train': 3, 'test': 2}, progress=False)
     assert again == paths
-    assert (paths['train'] / 'metadata.yaml').stat().st_mtime_ns == stamp
+    assert (train / 'metadata.yaml').stat().st_mtime_ns == stamp
     generate_split(tmp_path, config, {'train': 4, 'test': 2}, progress=False)
-    assert len(read_lidar_scans(paths['train'])) == 4
+    assert len(read_lidar_scans(train)) == 4
+
+
+def test_a_split_part_of_several_sequences_draws_each_from_its_own_seed(tmp_path: Path) -> None:
+    config = replace(SMALL, camera=replace(SMALL.camera, enabled=False))
+    single = generate_split(tmp_path / 'one', config, {'train': 2, 'test': 2}, progress=False)
+    paths = generate_split(tmp_path / 'many', config, {'train': 2, 'test': [2, 3]}, progress=False)
+    assert paths['test'] == [tmp_path / 'many' / 'test' / '00', tmp_path / 'many' / 'test' / '01']
+    assert [len(read_lidar_scans(p)) for p in paths['test']] == [2, 3]
+    first, second = (raw_messages(p)['/points'] for p in paths['test'])
+    assert first == raw_messages(single['test'][0])['/points']  # sequence 0 keeps the part's seed
+    assert first[0] != second[0]
+    assert raw_messages(paths['train'][0]) == raw_messages(single['train'][0])
+    for bad in ({'test': []}, {'test': [2, 0]}, {'test': 'many'}, {'test': True}):
+        with pytest.raises(SimConfigError, match='scan count'):
+            generate_split(tmp_path / 'bad', config, bad, progress=False)
 
 
 def test_cli_records_and_refuses_bad_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

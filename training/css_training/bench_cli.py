@@ -16,6 +16,7 @@ from pathlib import Path
 from css_training.benchmark import BenchmarkConfig, merge_results, render_markdown, run_continual
 from css_training.config import ConfigError
 from css_training.data.errors import DataError
+from css_training.sim.config import SimConfigError
 
 __all__ = ['get_args_parser', 'main']
 
@@ -68,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             earlier = json.loads(args.merge.read_text()) if args.merge.exists() else {'runs': []}
             results = merge_results(earlier, results)
             args.merge.write_text(json.dumps(results, indent=1))
-    except (ConfigError, DataError, OSError, json.JSONDecodeError) as err:
+    except (ConfigError, DataError, SimConfigError, OSError, json.JSONDecodeError) as err:
         print(f'css-bench: {err}', file=sys.stderr)
         return 2
     plot_dir = (args.docs.parent if args.docs else Path(config.out_dir)) / 'img'

@@ -51,7 +51,8 @@ class BenchmarkConfig:
     Attributes:
         name: preset name; results go to ``<out_dir>/continual_<name>.json``.
         seeds: step seeds (data order, augmentation); the base model is shared.
-        sim_config, sim_dir, sim_scans: the simulated split; its ``new`` part is the continual recording.
+        sim_config, sim_dir, sim_scans: the simulated split (``generate_split``: a part is a scan count or a list
+            of them, one sequence each); its ``new`` part is the continual recording, ``test`` scores the steps.
         modalities: per modality, ``base`` (a base run config, trained when missing), optionally ``base_set``
             (``key=value`` overrides of it, as ``css-train --set`` takes them), ``step`` (settings merged into
             every step's run config) and optionally ``methods`` (this modality's list instead of ``methods``).
@@ -69,7 +70,9 @@ class BenchmarkConfig:
     seeds: tuple[int, ...] = (0, 1)
     sim_config: str = 'config/sim/demo.yaml'
     sim_dir: str = 'out/bench/sim'
-    sim_scans: dict[str, int] = field(default_factory=lambda: {'train': 240, 'val': 40, 'test': 60, 'new': 120})
+    sim_scans: dict[str, int | list[int]] = field(
+        default_factory=lambda: {'train': 240, 'val': 40, 'test': 60, 'new': 120}
+    )
     modalities: dict[str, dict[str, Any]] = field(default_factory=dict)
     splits: dict[str, list[list[str]]] = field(default_factory=dict)
     methods: tuple[str, ...] = (
@@ -227,7 +230,7 @@ def _run_chain(
     method: str,
     seed: int,
     step_settings: dict[str, Any],
-    split: dict[str, Path],
+    split: dict[str, list[Path]],
     out: Path,
 ) -> list[dict[str, Any]]:
     parent_path, parent_version = base, None
@@ -235,7 +238,7 @@ def _run_chain(
     retrained = False
     for index, new_classes in enumerate(steps):
         parent, ckpt = load_checkpoint(parent_path)
-        cfg = step_config(step_settings, ckpt, new_classes, [split['new']], [split['test']], method,
+        cfg = step_config(step_settings, ckpt, new_classes, split['new'], split['test'], method,
                           name=f'step{index + 1}', out_dir=str(out), seed=seed, progress=False)  # fmt: skip
         run_dir = cfg.run_dir
         if retrained or not finished_run(cfg):  # a finished step is reused while its config and parent are the same

@@ -66,7 +66,7 @@ class DataConfig:
         sim_config: a simulator YAML (``config/sim/``); when set and ``train`` is empty, a simulated split is
             generated under ``sim_dir`` (or reused when its settings match) and its train/val parts are used.
         sim_dir: where the simulated split lives.
-        sim_scans: scans per split part.
+        sim_scans: scans per split part, or a list of counts: that many sequences (``generate_split``).
         max_samples: use at most this many samples per split (quick runs); all when None.
     """
 
@@ -78,7 +78,7 @@ class DataConfig:
     topics: dict[str, Any] = field(default_factory=dict)
     sim_config: str | None = None
     sim_dir: str = 'out/sim'
-    sim_scans: dict[str, int] = field(default_factory=lambda: {'train': 400, 'val': 100, 'test': 100})
+    sim_scans: dict[str, int | list[int]] = field(default_factory=lambda: {'train': 400, 'val': 100, 'test': 100})
     max_samples: int | None = None
 
 

@@ -44,6 +44,7 @@ __all__ = [
     'class_lut',
     'normalise_image',
     'read_records',
+    'recording_spans',
     'run_dataset',
 ]
 
@@ -107,6 +108,24 @@ def read_records(
         msg = f'no labelled {modality.value} samples in {[str(p) for p in paths]}'
         raise DatasetError(msg)
     return Subset(records, labelled[:max_samples])
+
+
+def recording_spans(samples: Sequence[Any]) -> np.ndarray:
+    """(N, 2) int64: per sample, the [start, end) sample indices of its own recording.
+
+    ``samples`` as :func:`read_records` makes them (a subset of concatenated recordings); any other sequence is
+    one recording.
+    """
+    n = len(samples)
+    if isinstance(samples, Subset) and isinstance(samples.dataset, ConcatDataset):
+        ends = np.asarray(samples.dataset.cumulative_sizes)
+        recording = np.searchsorted(ends, np.asarray(samples.indices, np.int64), side='right')
+    else:
+        recording = np.zeros(n, np.int64)
+    first = np.flatnonzero(np.r_[True, recording[1:] != recording[:-1]])
+    ends_at = np.r_[first[1:], n]
+    run = np.repeat(np.arange(len(first)), np.diff(np.r_[first, n]))
+    return np.column_stack([first[run], ends_at[run]]).astype(np.int64)
 
 
 def class_lut(class_ids: Sequence[int], labelled: Sequence[int] | None = None) -> np.ndarray:
@@ -345,6 +364,7 @@ class MultiScanDataset(Dataset):
             spec, height=spec.height * teacher_scale, width=spec.width * teacher_scale
         )
         self.scale = teacher_scale
+        self.spans = recording_spans(base.scans)
         self._fused: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def set_epoch(self, epoch: int) -> None:
@@ -356,7 +376,10 @@ class MultiScanDataset(Dataset):
     def fused(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(points (N, 5) with an origin column, 1 for fused points; packed labels), computed once per scan."""
         if index not in self._fused:
-            points, labels = fuse_hard_instances(self.base.scans, index, np.flatnonzero(self.hard), self.window)
+            span = (int(self.spans[index, 0]), int(self.spans[index, 1]))
+            points, labels = fuse_hard_instances(
+                self.base.scans, index, np.flatnonzero(self.hard), self.window, span
+            )
             origin = np.zeros((len(points), 1), np.float32)
             origin[len(self.base.scans[index].points) :] = 1.0
             self._fused[index] = (np.hstack([points, origin]), labels)

@@ -126,7 +126,7 @@ def build_datasets(
     if data.sim_config and not train_paths:
         sim = SimConfig.load(Path(data.sim_config))
         split = generate_split(Path(data.sim_dir), sim, dict(data.sim_scans), progress=cfg.progress)
-        train_paths, val_paths = [split['train']], val_paths or [split['val']]
+        train_paths, val_paths = split['train'], val_paths or split['val']
     train = run_dataset(cfg, train_paths, class_ids, ontology)
     return train, run_dataset(cfg, val_paths, class_ids, ontology, augment=False) if val_paths else None
 

@@ -43,9 +43,16 @@ def _icp(source: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def fuse_hard_instances(
-    scans: Sequence[LidarScan], index: int, hard_ids: Sequence[int], window: int = 2
+    scans: Sequence[LidarScan],
+    index: int,
+    hard_ids: Sequence[int],
+    window: int = 2,
+    span: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(points (N + M, 4), labels (N + M,) uint32): scan ``index`` followed by the fused hard-class points.
+
+    Neighbours come from ``scans[span[0]:span[1]]``, the scan's own recording (all of ``scans`` when None):
+    another recording's poses and instance ids mean nothing in this one's frame.
 
     Raises:
         PoseError: a scan in the window has no pose, or no labels.
@@ -62,7 +69,8 @@ def fuse_hard_instances(
     }
     to_current = np.linalg.inv(current.pose)
     extra_points, extra_labels = [current.points], [here_labels]
-    for j in range(max(0, index - window), min(len(scans), index + window + 1)):
+    lo, hi = span or (0, len(scans))
+    for j in range(max(lo, index - window), min(hi, index + window + 1)):
         if j == index:
             continue
         other = scans[j]

@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             paths = generate_split(
                 args.root, config, {'train': args.train, 'val': args.val, 'test': args.test}, not args.quiet
             )
-            print('\n'.join(f'{name}: {path}' for name, path in paths.items()))
+            print('\n'.join(f'{name}: {" ".join(map(str, part))}' for name, part in paths.items()))
     except (SimConfigError, BagError) as err:
         print(f'css-sim: {err}', file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from tqdm import tqdm
 from css_perception.core.ontology import Ontology
 from css_training.data.errors import BagError
 from css_training.data.messages import camera_info, cloud_message, image_message, odometry, tf_message
-from css_training.sim.config import SimConfig
+from css_training.sim.config import SimConfig, SimConfigError
 from css_training.sim.sensors import (
     OPTICAL_FROM_BODY,
     camera_intrinsics,
@@ -182,28 +182,49 @@ def simulate(config: SimConfig, out: Path, progress: bool = True, ontology: Onto
     return SimReport(Path(out), config.scans, frames, time.perf_counter() - started, histogram)
 
 
-def generate_split(root: Path, config: SimConfig, scans: dict[str, int], progress: bool = True) -> dict[str, Path]:
-    """A train/val/test (or any named) split under ``root``, one sequence per name, each from its own seed.
+def generate_split(
+    root: Path, config: SimConfig, scans: Mapping[str, int | Sequence[int]], progress: bool = True
+) -> dict[str, list[Path]]:
+    """A train/val/test (or any named) split under ``root``: per part, its sequences, each from its own seed.
 
+    A part given as a count is one sequence, ``root/<part>``; a part given as a list of counts is that many
+    sequences (streets), ``root/<part>/00``, ``01``, ...: rare objects are few per street, so a part scored on
+    them needs several. Sequence j of the part at position k draws from seed ``config.seed + 1000 k + j``.
     A split already generated with the same settings is reused: ``split.yaml``, written last, records them.
     """
     root = Path(root)
-    wanted = {'config': config.to_dict(), 'scans': dict(scans)}
-    paths = {name: root / name for name in scans}
+    plain = {name: list(n) if isinstance(n, list | tuple) else n for name, n in scans.items()}
+    bad = {name: n for name, n in plain.items() if not _scan_counts(n)}
+    if bad:
+        msg = f'split parts need a scan count >= 1 or a non-empty list of them, got {bad}'
+        raise SimConfigError(msg)
+    wanted = {'config': config.to_dict(), 'scans': plain}
+    counts = {name: [n] if isinstance(n, int) else n for name, n in plain.items()}
+    paths = {
+        name: [root / name] if isinstance(n, int) else [root / name / f'{j:02d}' for j in range(len(n))]
+        for name, n in plain.items()
+    }
     marker = root / _SPLIT_FILE
-    if marker.exists() and yaml.safe_load(marker.read_text()) == wanted and all(p.exists() for p in paths.values()):
+    every = [path for part in paths.values() for path in part]
+    if marker.exists() and yaml.safe_load(marker.read_text()) == wanted and all(p.exists() for p in every):
         return paths
     marker.unlink(missing_ok=True)
     ontology = Ontology.load()
-    for offset, (name, count) in enumerate(scans.items()):
-        if paths[name].exists():
-            shutil.rmtree(paths[name])
-        paths[name].parent.mkdir(parents=True, exist_ok=True)
-        report = simulate(
-            replace(config, seed=config.seed + 1000 * offset, scans=count), paths[name], progress, ontology
-        )
-        if progress:
-            print(f'{name}: {report.scans} scans, {report.frames} frames in {report.seconds:.1f} s')
-            print(report.histogram.table(ontology))
+    for offset, name in enumerate(counts):
+        if (root / name).exists():
+            shutil.rmtree(root / name)
+        for j, (path, count) in enumerate(zip(paths[name], counts[name], strict=True)):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            seed = config.seed + 1000 * offset + j
+            report = simulate(replace(config, seed=seed, scans=count), path, progress, ontology)
+            if progress:
+                where = path.relative_to(root)
+                print(f'{where}: {report.scans} scans, {report.frames} frames in {report.seconds:.1f} s')
+                print(report.histogram.table(ontology))
     marker.write_text(yaml.safe_dump(wanted))
     return paths
+
+
+def _scan_counts(value: int | list[int]) -> bool:
+    counts = value if isinstance(value, list) and value else [value]
+    return all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in counts)
