@@ -47,7 +47,7 @@ def main() -> None:
     # Scans whose full window exists, from the middle of the recording.
     start = max(args.window, (len(fused) - args.scans) // 2)
     for index in range(start, min(start + args.scans, len(fused) - args.window)):
-        _, target, _, teacher_target, _ = fused[index]
+        _, target, _, teacher_target, *_ = fused[index]
         points, labels = fused.fused(index)
         is_hard = np.isin(labels & SEMANTIC_MASK, hard)
         count['points'] += [int((is_hard & (points[:, 4] == 0)).sum()), int(is_hard.sum())]
