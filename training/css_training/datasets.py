@@ -116,16 +116,13 @@ def recording_spans(samples: Sequence[Any]) -> np.ndarray:
     ``samples`` as :func:`read_records` makes them (a subset of concatenated recordings); any other sequence is
     one recording.
     """
-    n = len(samples)
     if isinstance(samples, Subset) and isinstance(samples.dataset, ConcatDataset):
         ends = np.asarray(samples.dataset.cumulative_sizes)
         recording = np.searchsorted(ends, np.asarray(samples.indices, np.int64), side='right')
     else:
-        recording = np.zeros(n, np.int64)
-    first = np.flatnonzero(np.r_[True, recording[1:] != recording[:-1]])
-    ends_at = np.r_[first[1:], n]
-    run = np.repeat(np.arange(len(first)), np.diff(np.r_[first, n]))
-    return np.column_stack([first[run], ends_at[run]]).astype(np.int64)
+        recording = np.zeros(len(samples), np.int64)
+    start, end = (np.searchsorted(recording, recording, side=side) for side in ('left', 'right'))
+    return np.column_stack([start, end]).astype(np.int64)
 
 
 def class_lut(class_ids: Sequence[int], labelled: Sequence[int] | None = None) -> np.ndarray:
