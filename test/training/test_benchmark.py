@@ -71,11 +71,21 @@ def test_tiny_benchmark_writes_results_and_docs(tmp_path: Path) -> None:
         expected = sum(values) / len(values) if values else math.nan
         assert last['scores'][key] == pytest.approx(expected, nan_ok=True)
     assert last['seconds'] > 0
+    # The base model is scored on the same test sequence, over its own classes only.
+    parent = results['parents']['lidar']
+    assert set(parent['iou']) == {'road', 'building'}
+    scored = [v for v in parent['iou'].values() if v is not None]
+    assert parent['old_miou'] == pytest.approx(sum(scored) / len(scored))
     assert results['runs'][1]['seconds'] == pytest.approx(sum(s['seconds'] for s in results['runs'][1]['steps']))
     text = docs.read_text()
     assert text.startswith('# Results\n\nkept text\n')
     assert '| mib |' in text
     assert re.search(r'\| mib \|( [\d.]+ ± [\d.]+ \|){3} [\d.]+ / [\d.]+ \| 1 \|', text)  # mIoU after steps 1, 2
+    assert f'| base model, before the steps | {100 * parent["old_miou"]:.1f} |' in text
+    car, vegetation = (last['iou'][n] for n in ('car', 'vegetation'))
+    cells = ' | '.join('–' if v is None else f'{100 * v:.1f}' for v in (car, vegetation))
+    assert '| method | car | vegetation |' in text
+    assert f'| mib | {cells} |' in text  # the added classes' IoU, in the order the steps add them
     assert (tmp_path / 'img' / 'continual_tiny_lidar_2-1x2.png').exists()
     # Rendering again replaces the section instead of appending a second one.
     assert main(['continual', '--config', str(preset), '--docs', str(docs), '--from-json',
@@ -117,10 +127,13 @@ def test_merge_replaces_the_same_runs_and_keeps_the_others() -> None:
     def run(method: str, seed: int, miou: float) -> dict:
         return {'modality': 'camera', 'split': '12-5', 'method': method, 'seed': seed, 'miou': miou}
 
-    earlier = {'name': 'small', 'seeds': [0, 1], 'runs': [run('mib', 0, 0.1), run('mib', 1, 0.2), run('lgkd', 0, 0.3)]}
-    later = {'name': 'small', 'seeds': [0, 2], 'runs': [run('lgkd', 0, 0.5), run('lgkd', 2, 0.6)]}
+    earlier = {'name': 'small', 'seeds': [0, 1], 'parents': {'camera': 0.4, 'lidar': 0.7},
+               'runs': [run('mib', 0, 0.1), run('mib', 1, 0.2), run('lgkd', 0, 0.3)]}  # fmt: skip
+    later = {'name': 'small', 'seeds': [0, 2], 'parents': {'camera': 0.5},
+             'runs': [run('lgkd', 0, 0.5), run('lgkd', 2, 0.6)]}  # fmt: skip
     merged = merge_results(earlier, later)
     assert merged['seeds'] == [0, 1, 2]
+    assert merged['parents'] == {'camera': 0.5, 'lidar': 0.7}  # a later run's base score replaces the earlier one
     assert [(r['method'], r['seed'], r['miou']) for r in merged['runs']] == [
         ('mib', 0, 0.1), ('mib', 1, 0.2), ('lgkd', 0, 0.5), ('lgkd', 2, 0.6)
     ]

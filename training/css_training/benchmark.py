@@ -4,7 +4,8 @@ For each modality, split, method and seed, a chain of continual steps starts fro
 after every step the model is scored on the held-out test sequence (all labels) over the classes it knows:
 mIoU of the base classes (old), of every class added so far (new) and of all (background excluded), per class.
 Steps train on the split's ``new`` recording with only the step's classes labelled (``joint``: every known
-class labelled, the upper bound).
+class labelled, the upper bound). The base model itself is scored on the same sequence (``parents``): what a
+step can keep of the old classes without their labels.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import logging
 import multiprocessing
 import shutil
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -24,9 +26,13 @@ import yaml
 from matplotlib.figure import Figure
 
 from css_perception.core.metadata import Modality
+from css_perception.core.ontology import Ontology
 from css_training.checkpoint import load_checkpoint, read_checkpoint
-from css_training.config import ConfigError, load_config
+from css_training.config import ConfigError, RunConfig, load_config
 from css_training.continual import DEFAULT_METHODS, add_classes, step_config
+from css_training.datasets import read_records
+from css_training.evaluate import evaluate_camera, evaluate_lidar
+from css_training.export import metadata_from_checkpoint
 from css_training.sim.config import SimConfig
 from css_training.sim.record import generate_split
 from css_training.train import finished_run, train
@@ -37,6 +43,7 @@ __all__ = [
     'merge_results',
     'render_markdown',
     'run_continual',
+    'score_parent',
     'summarise',
 ]
 
@@ -135,6 +142,21 @@ def base_checkpoint(base_config: str, overrides: Sequence[str] = ()) -> Path:
     return best
 
 
+def score_parent(base: Path, test: Sequence[Path], cache_dir: str | None = None) -> dict[str, Any]:
+    """The base model's per-class IoU on the test split (``iou``) and their mean (``old_miou``). A step sees no
+    labels of the old classes, so this is what it can keep of them; joint training sees them in the step
+    recording and can end above it.
+    """
+    net, ckpt = load_checkpoint(base)
+    metadata = metadata_from_checkpoint(ckpt)
+    topics = RunConfig.from_dict(ckpt['run_config']).data.topics
+    records = read_records(test, metadata.modality, topics, cache_dir, Ontology.load())
+    evaluate = evaluate_lidar if metadata.modality is Modality.LIDAR else evaluate_camera
+    metrics = evaluate(net, records, metadata.classes, input_spec=metadata.input_spec)  # type: ignore[arg-type]
+    iou = {c['name']: c['iou'] for c in metrics.to_dict()['classes'][1:]}
+    return {'iou': iou, 'old_miou': _chain_scores(iou, [])['old_miou']}
+
+
 def _methods(config: BenchmarkConfig, modality: Modality) -> list[tuple[str, str]]:
     """(label, method) pairs for the modality (its own list where the preset gives one); m2skd only where there
     are scans. ``default`` runs the modality's default method, unless the list holds that method itself: then its
@@ -171,12 +193,14 @@ def run_continual(config: BenchmarkConfig, only: str | None = None) -> dict[str,
     sim_cfg = SimConfig.load(Path(config.sim_config))
     split = generate_split(Path(config.sim_dir), sim_cfg, dict(config.sim_scans))
     out = Path(config.out_dir) / config.name
-    results: dict[str, Any] = {'name': config.name, 'seeds': list(config.seeds), 'runs': []}
+    results: dict[str, Any] = {'name': config.name, 'seeds': list(config.seeds), 'parents': {}, 'runs': []}
     keys, jobs = [], []
     for modality_name, settings in config.modalities.items():
         if only and only != modality_name:
             continue
         base = base_checkpoint(settings['base'], settings.get('base_set', ()))
+        cache_dir = settings.get('step', {}).get('data', {}).get('cache_dir')
+        results['parents'][modality_name] = score_parent(base, split['test'], cache_dir)
         for split_name, steps, label, method, seed in _chains(config, Modality(modality_name)):
             keys.append((modality_name, split_name, label, seed))
             jobs.append((base, steps, method, seed, settings.get('step', {}), split,
@@ -267,7 +291,8 @@ def merge_results(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, A
     replaced = {key(r) for r in later['runs']}
     runs = [r for r in earlier['runs'] if key(r) not in replaced] + list(later['runs'])
     seeds = sorted({*earlier.get('seeds', []), *later.get('seeds', [])})
-    return {**later, **earlier, 'seeds': seeds, 'runs': runs}
+    parents = {**earlier.get('parents', {}), **later.get('parents', {})}
+    return {**later, **earlier, 'seeds': seeds, 'parents': parents, 'runs': runs}
 
 
 def _chain_scores(iou: dict[str, float | None], added: list[str]) -> dict[str, float]:
@@ -291,26 +316,34 @@ def _chain_seconds(chain: list[dict[str, Any]]) -> float | None:
 
 def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Per (modality, split, method): mean and spread (std over seeds) of old/new/all mIoU after the last step,
-    and the mean all-class mIoU after each step (``per_step``).
+    the mean all-class mIoU after each step (``per_step``), and the mean IoU of each added class after the last
+    step (``added``: class -> IoU %, in the order the steps add them; NaN where no seed has it).
     """
-    groups: dict[tuple[str, str, str], list[list[dict[str, float]]]] = {}
+    groups: dict[tuple[str, str, str], list[list[dict[str, Any]]]] = {}
     for run in results['runs']:
-        key = (run['modality'], run['split'], run['method'])
-        groups.setdefault(key, []).append([step['scores'] for step in run['steps']])
+        groups.setdefault((run['modality'], run['split'], run['method']), []).append(run['steps'])
     rows = []
     for (modality, split, method), chains in groups.items():
         row: dict[str, Any] = {'modality': modality, 'split': split, 'method': method, 'seeds': len(chains)}
         for key in ('old_miou', 'new_miou', 'miou'):
-            values = np.array([chain[-1][key] for chain in chains], np.float64) * 100
+            values = np.array([chain[-1]['scores'][key] for chain in chains], np.float64) * 100
             row[key] = (float(np.nanmean(values)), float(np.nanstd(values)))
-        steps = np.array([[s['miou'] for s in chain] for chain in chains], np.float64) * 100
+        steps = np.array([[s['scores']['miou'] for s in chain] for chain in chains], np.float64) * 100
         row['per_step'] = [float(v) for v in np.nanmean(steps, axis=0)]
+        added = [name for step in chains[0] for name in step['new_classes']]
+        iou = np.array([[np.nan if c[-1]['iou'].get(n) is None else c[-1]['iou'][n] for n in added]
+                        for c in chains], np.float64) * 100  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', RuntimeWarning)  # a class no seed has: NaN
+            row['added'] = dict(zip(added, (float(v) for v in np.nanmean(iou, axis=0)), strict=True))
         rows.append(row)
     return rows
 
 
 def render_markdown(results: dict[str, Any], plot_dir: Path) -> str:
-    """The results section of docs/results.md: a table per modality and split, and a bar plot of each."""
+    """The results section of docs/results.md: per modality and split, a table of mIoU (with the base model's
+    old-class mIoU first, where the results have it), one of the added classes' IoU, and a bar plot.
+    """
     rows = summarise(results)
     lines = []
     plot_dir.mkdir(parents=True, exist_ok=True)
@@ -319,14 +352,25 @@ def render_markdown(results: dict[str, Any], plot_dir: Path) -> str:
         lines += [f'### {modality}, split `{split}` (after the last step; mean ± std over seeds)', '',
                   '| method | old mIoU % | new mIoU % | all mIoU % | all mIoU % after each step | seeds |',
                   '|---|---:|---:|---:|---|---:|']  # fmt: skip
+        parent = results.get('parents', {}).get(modality)
+        if parent is not None:
+            lines.append(f'| base model, before the steps | {100 * parent["old_miou"]:.1f} | – | – | – | – |')
         for r in sub:
             cells = ' | '.join(f'{r[k][0]:.1f} ± {r[k][1]:.1f}' for k in ('old_miou', 'new_miou', 'miou'))
             steps = ' / '.join(f'{v:.1f}' for v in r['per_step'])
             lines.append(f'| {r["method"]} | {cells} | {steps} | {r["seeds"]} |')
+        added = list(sub[0]['added'])
+        lines += ['', f'IoU % of the added classes after the last step ({modality}, `{split}`, mean over seeds):', '',
+                  f'| method | {" | ".join(added)} |', f'|---|{"---:|" * len(added)}']  # fmt: skip
+        lines += [f'| {r["method"]} | {" | ".join(_percent(r["added"][n]) for n in added)} |' for r in sub]
         plot = plot_dir / f'continual_{results["name"]}_{modality}_{split}.png'
         _plot(sub, plot, f'{modality}, {split}')
         lines += ['', f'![{modality} {split}]({plot.name})', '']
     return '\n'.join(lines)
+
+
+def _percent(value: float) -> str:
+    return '–' if np.isnan(value) else f'{value:.1f}'
 
 
 def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
