@@ -31,7 +31,7 @@ from css_training.checkpoint import load_checkpoint, read_checkpoint
 from css_training.config import ConfigError, RunConfig, load_config
 from css_training.continual import DEFAULT_METHODS, add_classes, step_config
 from css_training.datasets import read_records
-from css_training.evaluate import evaluate_camera, evaluate_lidar
+from css_training.evaluate import evaluate_net
 from css_training.export import metadata_from_checkpoint
 from css_training.sim.config import SimConfig
 from css_training.sim.record import generate_split
@@ -151,8 +151,7 @@ def score_parent(base: Path, test: Sequence[Path], cache_dir: str | None = None)
     metadata = metadata_from_checkpoint(ckpt)
     topics = RunConfig.from_dict(ckpt['run_config']).data.topics
     records = read_records(test, metadata.modality, topics, cache_dir, Ontology.load())
-    evaluate = evaluate_lidar if metadata.modality is Modality.LIDAR else evaluate_camera
-    metrics = evaluate(net, records, metadata.classes, input_spec=metadata.input_spec)  # type: ignore[arg-type]
+    metrics = evaluate_net(net, records, metadata.classes, metadata.input_spec)
     iou = {c['name']: c['iou'] for c in metrics.to_dict()['classes'][1:]}
     return {'iou': iou, 'old_miou': _chain_scores(iou, [])['old_miou']}
 

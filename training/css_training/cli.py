@@ -31,7 +31,7 @@ from css_training.config import ConfigError, RunConfig, apply_overrides, load_co
 from css_training.continual import add_classes, step_config
 from css_training.data.errors import DataError
 from css_training.datasets import CameraDataset, DatasetError, LidarDataset, read_records
-from css_training.evaluate import Metrics, evaluate_camera, evaluate_lidar, write_report
+from css_training.evaluate import Metrics, evaluate_camera, evaluate_lidar, evaluate_net, write_report
 from css_training.export import ExportError, export_and_publish, export_onnx, metadata_from_checkpoint, parity
 from css_training.sim.config import SimConfigError
 from css_training.train import TrainError, train
@@ -156,11 +156,7 @@ def _evaluate(args: argparse.Namespace) -> Metrics:
         data = cfg.data
         paths = _paths(cfg, args.data, 'test')
         records = read_records(paths, cfg.modality, data.topics, data.cache_dir, ontology, args.max_samples)
-        spec = metadata.input_spec
-        if metadata.modality is Modality.LIDAR:
-            metrics = evaluate_lidar(net, records, metadata.classes, input_spec=spec)  # type: ignore[arg-type]
-        else:
-            metrics = evaluate_camera(net, records, metadata.classes, input_spec=spec)  # type: ignore[arg-type]
+        metrics = evaluate_net(net, records, metadata.classes, metadata.input_spec)
         out = args.out or args.model.parent / 'eval'
         title = f'{cfg.name} ({cfg.modality}, {cfg.model.arch}/{cfg.model.preset}) on {", ".join(paths)}'
     paths_out = write_report(metrics, out, title)

@@ -40,13 +40,13 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from css_perception.core.metadata import CameraInputSpec, ClassInfo, LidarInputSpec, Modality
+from css_perception.core.metadata import ClassInfo, Modality
 from css_perception.core.ontology import Ontology
 from css_training.checkpoint import get_rng_state, save_checkpoint
 from css_training.config import ConfigError, ContinualSection, RunConfig, plain_values
 from css_training.data.fusion import rare_classes
 from css_training.datasets import MultiScanDataset, read_records, run_dataset
-from css_training.evaluate import Metrics, evaluate_camera, evaluate_lidar
+from css_training.evaluate import Metrics, evaluate_net
 from css_training.losses.lgkd import lgkd_loss
 from css_training.losses.lskd import (
     GradientEquilibrium,
@@ -336,14 +336,6 @@ def _fit(
             on_epoch(epoch, stats)
 
 
-def _evaluate(
-    net: SegmentationNet, records: Sequence[Any], classes: Sequence[ClassInfo], spec: LidarInputSpec | CameraInputSpec
-) -> Metrics:
-    if isinstance(spec, LidarInputSpec):
-        return evaluate_lidar(net, records, classes, input_spec=spec)
-    return evaluate_camera(net, records, classes, input_spec=spec)
-
-
 def add_classes(
     cfg: RunConfig, parent: SegmentationNet, parent_ckpt: Mapping[str, Any], parent_version: str | None
 ) -> Path:
@@ -419,7 +411,7 @@ def add_classes(
         nonlocal best
         metrics = None
         if val_records is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.optim.epochs):
-            metrics = _evaluate(student, val_records, classes, spec)
+            metrics = evaluate_net(student, val_records, classes, spec)
             student.train()
         scores = _scores(metrics, static)
         score = scores['miou'] if metrics is not None else -stats['loss']

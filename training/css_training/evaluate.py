@@ -35,6 +35,7 @@ __all__ = [
     'Metrics',
     'evaluate_camera',
     'evaluate_lidar',
+    'evaluate_net',
     'write_report',
 ]
 
@@ -217,6 +218,15 @@ def evaluate_camera(
         confmat.update(eval_lut[frame.labels], eval_lut[pred_ids])
     return confmat.metrics(classes)
 
+
+
+def evaluate_net(
+    net: nn.Module, records: Sequence[Any], classes: Sequence[ClassInfo], spec: LidarInputSpec | CameraInputSpec
+) -> Metrics:
+    """Scores of a torch net on recorded scans or frames, by the modality its input spec names."""
+    if isinstance(spec, LidarInputSpec):
+        return evaluate_lidar(net, records, classes, input_spec=spec)
+    return evaluate_camera(net, records, classes, input_spec=spec)
 
 def _lidar_dataset(
     scans: Sequence[LidarScan] | LidarDataset, spec: LidarInputSpec | None, model_ids: np.ndarray
