@@ -118,8 +118,12 @@ def test_each_method_publishes_old_plus_new_classes(setup: dict, modality: str, 
     assert ('w_ce' in logged and 'w_context' in logged) == ('lskd' in method)
 
 
-@pytest.mark.parametrize(('modality', 'default'), [('lidar', {'lgkd', 'm2skd'}), ('camera', {'lgkd', 'lskd'})])
-def test_a_step_without_a_method_takes_the_modality_default(setup: dict, modality: str, default: set[str]) -> None:
+@pytest.mark.parametrize(
+    ('modality', 'default', 'lgkd_prev'), [('lidar', {'lgkd', 'm2skd'}, 5.0), ('camera', {'lgkd', 'lskd'}, 2.0)]
+)
+def test_a_step_without_a_method_takes_the_modality_default(
+    setup: dict, modality: str, default: set[str], lgkd_prev: float
+) -> None:
     registry = setup['registry']
     argv = ['add-classes', '--from', f'{modality}@v1', '--registry', str(registry), '--bags', str(setup['bag']),
             '--new-classes', 'person', '--config', str(setup['step']), '--name', f'{modality}_default']  # fmt: skip
@@ -127,6 +131,16 @@ def test_a_step_without_a_method_takes_the_modality_default(setup: dict, modalit
     meta = SegmentationModel.load(Registry(registry).current(modality).path, warmup=False).metadata
     assert set(meta.provenance['method'].split('+')) == default
     assert [c.name for c in meta.classes] == ['unlabeled', *BASE, 'person']
+    # LGKD's background weight, unset in the step config, is the modality's and recorded with the run.
+    saved = yaml.safe_load((setup['root'] / 'runs' / f'{modality}_default' / 'config.yaml').read_text())
+    assert saved['continual']['lgkd_prev'] == lgkd_prev
+
+
+def test_a_step_config_keeps_an_lgkd_background_weight_it_sets(setup: dict) -> None:
+    parent = read_checkpoint(setup['root'] / 'runs' / 'camera_base' / 'best.pt')
+    settings = {'continual': {'lgkd_prev': 7.0}}
+    assert step_config(settings, parent, ['person'], [str(setup['bag'])]).continual.lgkd_prev == 7.0
+    assert step_config({}, parent, ['person'], [str(setup['bag'])]).continual.lgkd_prev == 2.0
 
 
 def test_a_finished_run_is_recognised_from_the_same_arguments(setup: dict) -> None:

@@ -131,7 +131,8 @@ class ContinualSection:
         kd_weight: weight of MiB's unbiased KD.
         lgkd_prev, lgkd_novel: LGKD's weights of background and new-class positions: 5 and 1, the values of the
             reference's two-step script (``scripts/voc/lgkd_15-5.sh``; its loss class defaults to 10). With 10 no
-            new class was learned here (docs/results.md).
+            new class was learned here (docs/results.md). A continual step's config takes the modality's
+            ``lgkd_prev`` when unset (``css_training.continual.DEFAULT_LGKD_PREV``: 2 on camera).
         pod_weight, context_weight: LSKD's base factors of the layer (POD) and context terms; the learned
             trade-off weights multiply them.
         lskd_alpha, lskd_gamma, lskd_beta: the gradient-equilibrium objective's settings (the reference's 0.5);
