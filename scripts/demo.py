@@ -197,11 +197,17 @@ def play_and_monitor(bin_dir: Path, recording: Path, report: Path, env: dict[str
     """Plays ``recording`` into the running node while ``css-perception monitor`` writes ``report``; returns it."""
     report.parent.mkdir(parents=True, exist_ok=True)
     report.unlink(missing_ok=True)
+    ready = report.with_suffix('.ready')
+    ready.unlink(missing_ok=True)
     monitor = subprocess.Popen(
-        [bin_dir / 'css-perception', 'monitor', '--duration', '120', '--idle', '4', '--out', report],
+        [bin_dir / 'css-perception', 'monitor', '--duration', '120', '--idle', '4', '--out', report,
+         '--ready-file', ready],
         env=env,
         stdout=subprocess.DEVNULL,
-    )
+    )  # fmt: skip
+    deadline = time.monotonic() + 30.0  # the node skips frames nobody listens to: play once the monitor listens
+    while not ready.exists() and monitor.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
     subprocess.run([bin_dir / 'css-perception', 'play', recording, '--start-delay', '1.5'], env=env, check=True)
     monitor.wait(timeout=150)
     return json.loads(report.read_text()) if report.exists() else {}

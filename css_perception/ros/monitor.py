@@ -3,7 +3,9 @@
 Used by the demo and by users without the ros2 CLI (``css-perception monitor``): counts messages per output,
 histograms of the class ids in the labelled clouds and label images, the served model versions (from the
 provenance topic) and the last diagnostics of each modality. Stops after ``--duration`` or when the node has been
-quiet for ``--idle`` seconds after its first output.
+quiet for ``--idle`` seconds after its first output. ``--ready-file`` is written once the node's frame outputs are
+matched: the node computes nothing for an output without subscribers, so a recording played before that point
+would be partly skipped (the demo waits for the file).
 """
 
 from __future__ import annotations
@@ -50,12 +52,19 @@ class OutputMonitor(Node):
         latched = QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
         )
-        self.create_subscription(PointCloud2, f'{prefix}/lidar/points', self._on_cloud, reliable)
-        self.create_subscription(Image, f'{prefix}/camera/labels', self._on_labels, reliable)
+        self.frame_outputs = (
+            self.create_subscription(PointCloud2, f'{prefix}/lidar/points', self._on_cloud, reliable),
+            self.create_subscription(Image, f'{prefix}/camera/labels', self._on_labels, reliable),
+        )
         self.create_subscription(Image, f'{prefix}/camera/overlay', self._count('camera/overlay'), reliable)
         self.create_subscription(String, f'{prefix}/provenance', self._on_provenance, reliable)
         self.create_subscription(String, f'{prefix}/legend_json', self._on_legend, latched)
         self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, reliable)
+
+    def matched(self) -> bool:
+        """Whether every frame output the graph has a publisher for is matched to this monitor (and one is)."""
+        offered = [sub for sub in self.frame_outputs if self.count_publishers(sub.topic_name)]
+        return bool(offered) and all(sub.get_publisher_count() for sub in offered)
 
     def _seen(self, key: str) -> None:
         self.counts[key] += 1
@@ -122,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--duration', type=float, default=30.0, help='stop after this many seconds')
     parser.add_argument('--idle', type=float, default=3.0, help='stop after this long without output, once started')
     parser.add_argument('--out', type=Path, help='write the report as JSON here')
+    parser.add_argument('--ready-file', type=Path, help='touch this file once the node\'s outputs are matched')
     args = parser.parse_args(argv)
     rclpy.init()
     monitor = OutputMonitor(args.node)
@@ -131,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         while time.monotonic() - start < args.duration:
             executor.spin_once(timeout_sec=0.1)
+            if args.ready_file and not args.ready_file.exists() and monitor.matched():
+                args.ready_file.touch()
             if monitor.last_output is not None and time.monotonic() - monitor.last_output > args.idle:
                 break
     except KeyboardInterrupt:
