@@ -281,14 +281,15 @@ def _run_chain(
 
 def merge_results(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
     """``earlier``'s runs with ``later``'s added: a later run replaces the earlier one of the same modality,
-    split, method and seed, so a benchmark can be completed or partly re-run method by method.
+    split, method and seed in its place (the tables keep their row order), so a benchmark can be completed or
+    partly re-run method by method.
     """
 
     def key(run: dict[str, Any]) -> tuple[str, str, str, int]:
         return run['modality'], run['split'], run['method'], run['seed']
 
-    replaced = {key(r) for r in later['runs']}
-    runs = [r for r in earlier['runs'] if key(r) not in replaced] + list(later['runs'])
+    replacing = {key(r): r for r in later['runs']}
+    runs = [replacing.pop(key(r), r) for r in earlier['runs']] + list(replacing.values())
     seeds = sorted({*earlier.get('seeds', []), *later.get('seeds', [])})
     parents = {**earlier.get('parents', {}), **later.get('parents', {})}
     return {**later, **earlier, 'seeds': seeds, 'parents': parents, 'runs': runs}
