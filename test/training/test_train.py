@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 from pathlib import Path
@@ -20,9 +21,10 @@ from css_training.cli import main
 from css_training.config import ConfigError, load_config
 from css_training.data.bags import read_lidar_scans
 from css_training.evaluate import ConfusionMatrix, write_report
+from css_training.models import ModelConfig, build_model
 from css_training.sim.config import CameraConfig, LidarConfig, SimConfig
 from css_training.sim.record import simulate
-from css_training.train import train
+from css_training.train import place_model, train
 
 CLASSES = ['car', 'road', 'sidewalk', 'building', 'vegetation']
 
@@ -99,6 +101,29 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path: Path, tiny_b
     for name, tensor in a['model'].items():
         assert torch.equal(tensor, b['model'][name]), name
     assert losses(straight) == losses(tmp_path / 'runs' / 'cut')
+
+
+@pytest.mark.parametrize(('arch', 'in_channels', 'size'), [('rangenet', 5, (16, 128)), ('imagenet', 3, (32, 48))])
+def test_a_placed_model_computes_and_saves_what_the_plain_one_does(arch: str, in_channels: int, size: tuple) -> None:
+    torch.manual_seed(0)
+    plain = build_model(ModelConfig(arch=arch, in_channels=in_channels, num_classes=6)).train()
+    placed = place_model(copy.deepcopy(plain), torch.device('cpu'))
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in placed.parameters() if p.dim() == 4)
+    inputs = torch.randn(2, in_channels, *size)
+    target = torch.randint(0, 6, (2, *size))
+    logits, grads = [], []
+    for net in (plain, placed):
+        torch.manual_seed(1)  # the same dropout mask
+        logits.append(net(inputs))
+        torch.nn.functional.cross_entropy(logits[-1], target).backward()
+        grads.append([p.grad for p in net.parameters()])
+    assert logits[0].shape == (2, 6, *size)
+    torch.testing.assert_close(logits[1], logits[0], atol=1e-4, rtol=1e-3)
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+    reloaded = build_model(ModelConfig(arch=arch, in_channels=in_channels, num_classes=6)).eval()
+    reloaded.load_state_dict(placed.state_dict())
+    torch.testing.assert_close(reloaded(inputs), placed.eval()(inputs), atol=1e-4, rtol=1e-3)
 
 
 def test_a_run_is_not_overwritten_and_resume_needs_a_run(

@@ -59,7 +59,7 @@ from css_training.losses.m2skd import affinity_kd, at_student_pixels, feature_kd
 from css_training.losses.mib import mib_extend_classifier, unbiased_cross_entropy, unbiased_kd
 from css_training.losses.segmentation import IGNORE_INDEX, class_weights
 from css_training.models import ModelConfig, SegmentationNet, build_model
-from css_training.train import TrainError, choose_device, seed_everything
+from css_training.train import TrainError, choose_device, place_model, seed_everything
 
 __all__ = [
     'DEFAULT_LGKD_PREV',
@@ -382,8 +382,8 @@ def add_classes(
     counts = base.label_counts()  # type: ignore[attr-defined]
     weight = class_weights(counts, cfg.optim.class_weight_power).to(device)
     _log.info('step labels per channel %s, class weights %s', counts.tolist(), [round(float(w), 2) for w in weight])
-    teacher = copy.deepcopy(parent).to(device).eval().requires_grad_(False)
-    student = grow_model(parent, len(new_classes)).to(device)
+    teacher = place_model(copy.deepcopy(parent), device).eval().requires_grad_(False)
+    student = place_model(grow_model(parent, len(new_classes)), device)
     loss = StepLoss(methods, cfg.continual, teacher, len(old_classes), len(new_classes), student, weight)
     dataset: Dataset = base
     hard: list[int] = []
@@ -393,7 +393,7 @@ def add_classes(
         continual = cfg.continual
         dataset = MultiScanDataset(base, hard, continual.m2_window, continual.m2_teacher_scale)  # type: ignore[arg-type]
         if cfg.continual.m2_teacher == 'frozen':
-            fused_net = grow_model(parent, len(new_classes)).to(device)
+            fused_net = place_model(grow_model(parent, len(new_classes)), device)
             _fit(fused_net, loss.multi_scan_teacher_loss(fused_net), dataset, cfg, 'multi-scan teacher')
             loss.multi_scan_teacher = fused_net.eval().requires_grad_(False)
     run_dir.mkdir(parents=True, exist_ok=True)
