@@ -29,7 +29,7 @@ from css_training.losses.segmentation import class_weights
 from css_training.models.blocks import SegmentationNet
 from css_training.sim.config import SimConfig
 from css_training.sim.record import generate_split
-from css_training.train import seed_everything
+from css_training.train import place_model, seed_everything
 
 
 def _time_batches(loss: StepLoss, student: SegmentationNet, batches: list, profile: bool) -> float | None:
@@ -89,8 +89,9 @@ def main() -> None:
         chosen = parse_methods(method, Modality(cfg.modality))
         dataset = run_dataset(cfg, cfg.data.train, ids, ontology, labelled=None if 'joint' in chosen else new_ids)
         loader = DataLoader(dataset, batch_size=cfg.optim.batch_size, shuffle=False)
-        teacher = copy.deepcopy(parent).eval().requires_grad_(False)
-        student = grow_model(parent, len(new_ids)).train()
+        cpu = torch.device('cpu')
+        teacher = place_model(copy.deepcopy(parent), cpu).eval().requires_grad_(False)
+        student = place_model(grow_model(parent, len(new_ids)), cpu).train()
         weight = class_weights(dataset.label_counts(), cfg.optim.class_weight_power)
         loss = StepLoss(chosen, cfg.continual, teacher, old, len(new_ids), student, weight)
         batches = [b for _, b in zip(range(args.batches + 2), loader, strict=False)]
