@@ -116,6 +116,11 @@ def test_tiny_benchmark_writes_results_and_docs(tmp_path: Path) -> None:
     assert main(['continual', '--config', str(preset), '--methods', 'mib', '--merge', str(merged)]) == 0
     assert step1.stat().st_mtime_ns != before
     assert len(json.loads(merged.read_text())['runs']) == 3
+    # Merging into the file the run itself writes keeps the runs it held.
+    own = tmp_path / 'bench' / 'continual_tiny.json'
+    own.write_text(merged.read_text())
+    assert main(['continual', '--config', str(preset), '--methods', 'mib', '--merge', str(own)]) == 0
+    assert [r['method'] for r in json.loads(own.read_text())['runs']] == ['finetune', 'mib', 'joint']
     # Merging into a file that does not exist yet starts it.
     fresh = tmp_path / 'fresh.json'
     argv = ['continual', '--config', str(preset), '--methods', 'mib', '--merge', str(fresh), '--docs', str(docs)]

@@ -64,9 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             config.seeds = tuple(int(v) for v in args.seeds.split(','))
         if args.splits:
             config.splits = {k: v for k, v in config.splits.items() if k in args.splits.split(',')}
+        # Read before the run: --merge may name the file the run itself writes (out/bench/continual_<name>.json).
+        earlier = json.loads(args.merge.read_text()) if args.merge and args.merge.exists() else {'runs': []}
         results = json.loads(args.from_json.read_text()) if args.from_json else run_continual(config, args.only)
         if args.merge:
-            earlier = json.loads(args.merge.read_text()) if args.merge.exists() else {'runs': []}
             results = merge_results(earlier, results)
             args.merge.write_text(json.dumps(results, indent=1))
     except (ConfigError, DataError, SimConfigError, OSError, json.JSONDecodeError) as err:
