@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from css_perception.core.metadata import Modality
 from css_training.bench_cli import main
 from css_training.benchmark import BenchmarkConfig, _chains, _in_order, _methods, merge_results
+from css_training.checkpoint import read_checkpoint
 from css_training.config import ConfigError, load_config
 from css_training.continual import step_config
 from css_training.sim.config import SimConfig
@@ -20,7 +23,8 @@ from css_training.sim.config import SimConfig
 STEP = {'threads': 1, 'optim': {'epochs': 1, 'batch_size': 2}}
 
 
-def test_tiny_benchmark_writes_results_and_docs(tmp_path: Path) -> None:
+def _tiny_preset(tmp_path: Path, **values: object) -> Path:
+    """A LiDAR preset of one-epoch steps on a few 16-beam scans, from a two-class base; ``values`` override."""
     sim = tmp_path / 'sim.yaml'
     sim.write_text(yaml.safe_dump({'lidar': {'beams': 16, 'azimuth_steps': 256}, 'camera': {'enabled': False},
                                    'scene': {'density': 4.0}}))  # fmt: skip
@@ -54,9 +58,15 @@ def test_tiny_benchmark_writes_results_and_docs(tmp_path: Path) -> None:
                 'methods': ['finetune', 'mib', 'joint'],
                 'out_dir': str(tmp_path / 'bench'),
                 'workers': 2,  # chains in two processes; results still in chain order
+                **values,
             }
         )
     )  # fmt: skip
+    return preset
+
+
+def test_tiny_benchmark_writes_results_and_docs(tmp_path: Path) -> None:
+    preset = _tiny_preset(tmp_path)
     docs = tmp_path / 'results.md'
     docs.write_text('# Results\n\nkept text\n')
     assert main(['continual', '--config', str(preset), '--docs', str(docs)]) == 0
@@ -126,6 +136,40 @@ def test_tiny_benchmark_writes_results_and_docs(tmp_path: Path) -> None:
     argv = ['continual', '--config', str(preset), '--methods', 'mib', '--merge', str(fresh), '--docs', str(docs)]
     assert main(argv) == 0
     assert [r['method'] for r in json.loads(fresh.read_text())['runs']] == ['mib']
+
+
+def test_each_seed_can_start_from_its_own_base_model(tmp_path: Path) -> None:
+    preset = _tiny_preset(tmp_path, seeds=[0, 1], base_per_seed=True, methods=['finetune'],
+                          splits={'2-1': [['car']]}, workers=1)  # fmt: skip
+    docs = tmp_path / 'results.md'
+    assert main(['continual', '--config', str(preset), '--docs', str(docs)]) == 0
+    runs = tmp_path / 'runs'
+    # Seed 0 is the base config's own seed: its run keeps the config's name.
+    assert [load_config(runs / n / 'config.yaml').seed for n in ('lidar_base', 'lidar_base_seed1')] == [0, 1]
+    bases = [runs / n / 'best.pt' for n in ('lidar_base', 'lidar_base_seed1')]
+    weights = [read_checkpoint(b)['model']['classifier.weight'] for b in bases]
+    assert not torch.equal(*weights)  # trained from another initialisation
+    chains = [tmp_path / 'bench' / 'tiny' / 'lidar' / '2-1' / 'finetune' / f'seed{s}' / 'step1' for s in (0, 1)]
+    digests = [hashlib.sha256(b.read_bytes()).hexdigest() for b in bases]
+    assert [(c / 'parent.sha256').read_text() for c in chains] == digests
+    results = json.loads((tmp_path / 'bench' / 'continual_tiny.json').read_text())
+    parent = results['parents']['lidar']
+    per_seed = [parent['per_seed'][s]['old_miou'] for s in ('0', '1')]
+    assert parent['old_miou'] == pytest.approx(sum(per_seed) / 2)
+    std = abs(per_seed[0] - per_seed[1]) / 2
+    row = f'| base model, before the steps | {50 * sum(per_seed):.1f} ± {100 * std:.1f} | – | – | – | 2 |'
+    assert row in docs.read_text()
+    # Back to one shared base: the chain of seed 0 is reused, the one of seed 1 starts from another parent and
+    # trains again.
+    values = yaml.safe_load(preset.read_text())
+    preset.write_text(yaml.safe_dump({**values, 'base_per_seed': False}))
+    before = [(c / 'last.pt').stat().st_mtime_ns for c in chains]
+    assert main(['continual', '--config', str(preset)]) == 0
+    after = [(c / 'last.pt').stat().st_mtime_ns for c in chains]
+    assert after[0] == before[0]
+    assert after[1] != before[1]
+    assert (chains[1] / 'parent.sha256').read_text() == digests[0]
+    assert 'per_seed' not in json.loads((tmp_path / 'bench' / 'continual_tiny.json').read_text())['parents']['lidar']
 
 
 def test_merge_replaces_the_same_runs_and_keeps_the_others() -> None:
