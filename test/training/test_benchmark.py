@@ -14,7 +14,7 @@ import yaml
 
 from css_perception.core.metadata import Modality
 from css_training.bench_cli import main
-from css_training.benchmark import BenchmarkConfig, _chains, _in_order, _methods, merge_results
+from css_training.benchmark import BenchmarkConfig, _chains, _in_order, _methods, merge_results, render_markdown
 from css_training.checkpoint import read_checkpoint
 from css_training.config import ConfigError, load_config
 from css_training.continual import step_config
@@ -192,6 +192,24 @@ def test_merge_replaces_the_same_runs_and_keeps_the_others() -> None:
     assert [(r['method'], r['seed'], r['miou']) for r in rerun['runs']] == [
         ('mib', 0, 0.8), ('mib', 1, 0.7), ('lgkd', 0, 0.3)
     ]
+
+
+def test_each_row_shows_its_old_and_new_miou_as_a_share_of_joint_training(tmp_path: Path) -> None:
+    def run(method: str, seed: int, old: float, new: float) -> dict[str, object]:
+        step = {'new_classes': ['car'], 'scores': {'old_miou': old, 'new_miou': new, 'miou': (old + new) / 2},
+                'iou': {'road': old, 'car': new}}  # fmt: skip
+        return {'modality': 'lidar', 'split': '1-1', 'method': method, 'seed': seed, 'steps': [step]}
+
+    results = {'name': 't', 'runs': [run('joint', 0, 0.8, 0.4), run('joint', 1, 0.6, 0.2),
+                                     run('mib', 0, 0.7, 0.3), run('mib', 1, 0.7, 0.0)]}  # fmt: skip
+    text = render_markdown(results, tmp_path)
+    # Means over seeds: joint 70 / 30, mib 70 / 15 old / new mIoU.
+    assert re.search(r'\| joint \|.*\| 2 \| 100\.0 / 100\.0 \|', text)
+    assert re.search(r'\| mib \|.*\| 2 \| 100\.0 / 50\.0 \|', text)
+    # No joint row, or a joint that learned nothing: no share.
+    assert re.search(r'\| mib \|.*\| 2 \| – \|', render_markdown({**results, 'runs': results['runs'][2:]}, tmp_path))
+    flat = [run('joint', 0, 0.8, 0.0), run('mib', 0, 0.4, 0.1)]
+    assert re.search(r'\| mib \|.*\| 1 \| 50\.0 / – \|', render_markdown({**results, 'runs': flat}, tmp_path))
 
 
 def test_the_default_row_is_the_listed_method_or_its_own_run() -> None:

@@ -384,7 +384,8 @@ def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def render_markdown(results: dict[str, Any], plot_dir: Path) -> str:
     """The results section of docs/results.md: per modality and split, a table of mIoU (with the base model's
-    old-class mIoU first, where the results have it), one of the added classes' IoU, and a bar plot.
+    old-class mIoU first, where the results have it, and each method's old and new mIoU as a share of joint
+    training's, the upper bound, where the split has a joint row), one of the added classes' IoU, and a bar plot.
     """
     rows = summarise(results)
     lines = []
@@ -392,17 +393,19 @@ def render_markdown(results: dict[str, Any], plot_dir: Path) -> str:
     for modality, split in sorted({(r['modality'], r['split']) for r in rows}):
         sub = [r for r in rows if r['modality'] == modality and r['split'] == split]
         lines += [f'### {modality}, split `{split}` (after the last step; mean ± std over seeds)', '',
-                  '| method | old mIoU % | new mIoU % | all mIoU % | all mIoU % after each step | seeds |',
-                  '|---|---:|---:|---:|---|---:|']  # fmt: skip
+                  '| method | old mIoU % | new mIoU % | all mIoU % | all mIoU % after each step | seeds '
+                  '| old / new, % of joint |', '|---|---:|---:|---:|---|---:|---:|']  # fmt: skip
+        joint = next((r for r in sub if r['method'] == 'joint'), None)
         parent = results.get('parents', {}).get(modality)
         if parent is not None:
             bases = np.array([s['old_miou'] for s in parent.get('per_seed', {}).values()], np.float64) * 100
             old = f'{bases.mean():.1f} ± {bases.std():.1f}' if bases.size else f'{100 * parent["old_miou"]:.1f}'
-            lines.append(f'| base model, before the steps | {old} | – | – | – | {bases.size or "–"} |')
+            lines.append(f'| base model, before the steps | {old} | – | – | – | {bases.size or "–"} | – |')
         for r in sub:
             cells = ' | '.join(f'{r[k][0]:.1f} ± {r[k][1]:.1f}' for k in ('old_miou', 'new_miou', 'miou'))
             steps = ' / '.join(f'{v:.1f}' for v in r['per_step'])
-            lines.append(f'| {r["method"]} | {cells} | {steps} | {r["seeds"]} |')
+            share = '–' if joint is None else ' / '.join(_share(r[k][0], joint[k][0]) for k in ('old_miou', 'new_miou'))
+            lines.append(f'| {r["method"]} | {cells} | {steps} | {r["seeds"]} | {share} |')
         added = list(sub[0]['added'])
         lines += ['', f'IoU % of the added classes after the last step ({modality}, `{split}`, mean over seeds):', '',
                   f'| method | {" | ".join(added)} |', f'|---|{"---:|" * len(added)}']  # fmt: skip
@@ -415,6 +418,11 @@ def render_markdown(results: dict[str, Any], plot_dir: Path) -> str:
 
 def _percent(value: float) -> str:
     return '–' if np.isnan(value) else f'{value:.1f}'
+
+
+def _share(value: float, reference: float) -> str:
+    """``value`` as a percentage of ``reference`` ('–' where the reference is 0 or NaN)."""
+    return _percent(100 * value / reference) if reference > 0 else '–'
 
 
 def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
