@@ -165,21 +165,15 @@ def base_checkpoints(settings: dict[str, Any], seeds: Sequence[int], per_seed: b
 
 
 def score_parents(bases: dict[int, Path], test: Sequence[Path], cache_dir: str | None = None) -> dict[str, Any]:
-    """:func:`score_parent` of the one shared base; of several (one per seed), their mean per class and mean
-    old-class mIoU, with each seed's score under ``per_seed``.
+    """:func:`score_parent` of the one shared base; of several (one per seed), their mean old-class mIoU with
+    each seed's score under ``per_seed``.
     """
     paths = sorted(set(bases.values()))
     scores = {path: score_parent(path, test, cache_dir) for path in paths}
     if len(paths) == 1:
         return scores[paths[0]]
     per_seed = {str(seed): scores[path] for seed, path in bases.items()}
-    names = list(next(iter(scores.values()))['iou'])
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', RuntimeWarning)  # a class no base has: NaN
-        iou = {n: float(np.nanmean([np.nan if s['iou'][n] is None else s['iou'][n] for s in per_seed.values()]))
-               for n in names}  # fmt: skip
-    return {'iou': {n: None if np.isnan(v) else v for n, v in iou.items()},
-            'old_miou': float(np.mean([s['old_miou'] for s in per_seed.values()])), 'per_seed': per_seed}  # fmt: skip
+    return {'old_miou': float(np.mean([s['old_miou'] for s in per_seed.values()])), 'per_seed': per_seed}
 
 
 def score_parent(base: Path, test: Sequence[Path], cache_dir: str | None = None) -> dict[str, Any]:
