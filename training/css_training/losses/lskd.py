@@ -92,20 +92,29 @@ def local_pod(feature: torch.Tensor, scales: Sequence[int] = (1, 2, 4)) -> torch
     """PLOP's local POD embedding (B, D) of a (B, C, H, W) feature: squared, then for an s x s grid of cells at
     each scale, each cell's means over width and over height, concatenated and L2-normalised per sample.
 
-    The cells' means come from two matrix products per scale (means over each column group, over each row
+    The cells' means of every scale come from two matrix products (means over each column group, over each row
     group) instead of slicing every cell, whose backward filled a zero map per cell; per scale the embedding
     holds every cell's width means, then every cell's height means (a fixed order: the POD distance between
-    two embeddings does not depend on it).
+    two embeddings does not depend on it). The feature is made contiguous first: the nets train channels-last,
+    and on that layout the products copied it for every scale (a LiDAR lskd batch took 2.29x an lgkd batch
+    instead of 2.04x: bench/bench_step_loss.py, docs/results.md sixteenth session).
     """
-    x = feature.pow(2)
+    x = feature.contiguous().pow(2)
     height, width = x.shape[-2:]
-    parts = []
-    for s in scales:
-        row_average, row_index = _cells(height, s, x)
-        col_average, col_index = _cells(width, s, x)
-        width_means = (x @ col_average)[..., row_index, :]  # (B, C, rows of every cell, column cell)
-        height_means = (row_average.T @ x)[..., col_index]  # (B, C, row cell, columns of every cell)
-        parts += [width_means.flatten(1), height_means.flatten(1)]
+    rows = [_cells(height, s, x) for s in scales]
+    cols = [_cells(width, s, x) for s in scales]
+    width_means = x @ torch.cat([average for average, _ in cols], dim=1)  # (B, C, H, column cells of all scales)
+    height_means = torch.cat([average for average, _ in rows], dim=1).T @ x  # (B, C, row cells of all scales, W)
+    parts, start = [], 0
+    for s, (_, row_index), (_, col_index) in zip(scales, rows, cols, strict=True):
+        per_row, per_col = width_means[..., start : start + s], height_means[..., start : start + s, :]
+        # Only a grid finer than the axis repeats positions (its cells reuse the edge ones).
+        if len(row_index) > height:
+            per_row = per_row[..., row_index, :]
+        if len(col_index) > width:
+            per_col = per_col[..., col_index]
+        parts += [per_row.flatten(1), per_col.flatten(1)]
+        start += s
     return F.normalize(torch.cat(parts, dim=1), dim=1)
 
 
@@ -136,7 +145,8 @@ def second_order_pool(feature: torch.Tensor, groups: int = 8, kernel: int = 5, s
     """
     b, c = feature.shape[:2]
     groups = math.gcd(groups, c)
-    pooled = F.avg_pool2d(feature, kernel, stride, padding=kernel // 2)
+    # Contiguous: on a channels-last feature the pooling and its backward took ~1.8x as long (see local_pod).
+    pooled = F.avg_pool2d(feature.contiguous(), kernel, stride, padding=kernel // 2)
     v = pooled.view(b, groups, c // groups, *pooled.shape[-2:])
     return v.unsqueeze(3) * v.unsqueeze(2)
 
