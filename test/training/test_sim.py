@@ -115,8 +115,11 @@ def test_a_class_subset_leaves_the_others_out(tmp_path: Path) -> None:
     config = replace(SMALL, scene=SceneConfig(classes=('road', 'car', 'building')))
     report = simulate(config, tmp_path / 'seq', progress=False)
     seen = set(np.flatnonzero(report.histogram.points)) | set(np.flatnonzero(report.histogram.pixels))
-    assert seen <= {0, 10, 40, 50}
+    sky = Ontology.load().by_name('sky').id
+    assert seen <= {0, 10, 40, 50, sky}
     assert {10, 40, 50} <= seen
+    # Pixels that see nothing are sky; a LiDAR point never is.
+    assert report.histogram.points[sky] == 0 < report.histogram.pixels[sky]
 
 
 def test_split_is_reused_when_settings_match(tmp_path: Path) -> None:

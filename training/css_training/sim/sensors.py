@@ -109,7 +109,7 @@ def render_camera(
     """(rgb8 image, mono16 ontology ids) seen from ``pose`` (camera_optical_frame -> odom).
 
     Colour is the class albedo with sun shading, a world-fixed texture, haze with distance and pixel noise;
-    pixels that see nothing are sky (label 0).
+    pixels that see nothing are sky (labelled ``world.sky_id``).
     """
     k = camera_intrinsics(config)
     v, u = np.mgrid[0 : config.height, 0 : config.width]
@@ -128,5 +128,5 @@ def render_camera(
     surface = hits.albedo * (shade * texture)[:, None] * (1 - haze) + sky * haze
     colour = np.where(hit[:, None], surface, sky) + rng.normal(0.0, 0.02, directions.shape)
     image = np.clip(colour * 255.0, 0, 255).astype(np.uint8).reshape(config.height, config.width, 3)
-    labels = np.where(hit, hits.semantic, 0).astype(np.uint16).reshape(config.height, config.width)
+    labels = np.where(hit, hits.semantic, world.sky_id).astype(np.uint16).reshape(config.height, config.width)
     return image, labels

@@ -153,6 +153,7 @@ class World:
     def __init__(self, config: SceneConfig, length: float, seed: int, ontology: Ontology | None = None) -> None:
         ontology = ontology or Ontology.load()
         self._ids = {name: ontology.by_name(name).id for name in config.classes}
+        self.sky_id = ontology.by_name('sky').id
         self._rng = np.random.default_rng(seed)
         self._density = config.density
         self._next_instance = 1
