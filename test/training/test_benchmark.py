@@ -14,7 +14,15 @@ import yaml
 
 from css_perception.core.metadata import Modality
 from css_training.bench_cli import main
-from css_training.benchmark import BenchmarkConfig, _chains, _in_order, _methods, merge_results, render_markdown
+from css_training.benchmark import (
+    BenchmarkConfig,
+    _chains,
+    _in_order,
+    _methods,
+    compare_paired,
+    merge_results,
+    render_markdown,
+)
 from css_training.checkpoint import read_checkpoint
 from css_training.config import ConfigError, load_config
 from css_training.continual import step_config
@@ -141,8 +149,12 @@ def test_tiny_benchmark_writes_results_and_docs(tmp_path: Path) -> None:
 def test_each_seed_can_start_from_its_own_base_model(tmp_path: Path) -> None:
     preset = _tiny_preset(tmp_path, seeds=[0, 1], base_per_seed=True, methods=['finetune'],
                           splits={'2-1': [['car']]}, workers=1)  # fmt: skip
-    docs = tmp_path / 'results.md'
-    assert main(['continual', '--config', str(preset), '--docs', str(docs)]) == 0
+    docs, merged = tmp_path / 'results.md', tmp_path / 'merged.json'
+    # One seed at a time, merged: the base scores of both seeds are kept, as in one run of both.
+    run = ['continual', '--config', str(preset), '--merge', str(merged)]
+    assert main([*run, '--seeds', '0']) == 0
+    assert list(json.loads(merged.read_text())['parents']['lidar']['per_seed']) == ['0']
+    assert main([*run, '--seeds', '1', '--docs', str(docs)]) == 0
     runs = tmp_path / 'runs'
     # Seed 0 is the base config's own seed: its run keeps the config's name.
     assert [load_config(runs / n / 'config.yaml').seed for n in ('lidar_base', 'lidar_base_seed1')] == [0, 1]
@@ -152,7 +164,8 @@ def test_each_seed_can_start_from_its_own_base_model(tmp_path: Path) -> None:
     chains = [tmp_path / 'bench' / 'tiny' / 'lidar' / '2-1' / 'finetune' / f'seed{s}' / 'step1' for s in (0, 1)]
     digests = [hashlib.sha256(b.read_bytes()).hexdigest() for b in bases]
     assert [(c / 'parent.sha256').read_text() for c in chains] == digests
-    results = json.loads((tmp_path / 'bench' / 'continual_tiny.json').read_text())
+    results = json.loads(merged.read_text())
+    assert [(r['seed'], r['method']) for r in results['runs']] == [(0, 'finetune'), (1, 'finetune')]
     parent = results['parents']['lidar']
     per_seed = [parent['per_seed'][s]['old_miou'] for s in ('0', '1')]
     assert parent['old_miou'] == pytest.approx(sum(per_seed) / 2)
@@ -176,13 +189,14 @@ def test_merge_replaces_the_same_runs_and_keeps_the_others() -> None:
     def run(method: str, seed: int, miou: float) -> dict:
         return {'modality': 'camera', 'split': '12-5', 'method': method, 'seed': seed, 'miou': miou}
 
-    earlier = {'name': 'small', 'seeds': [0, 1], 'parents': {'camera': 0.4, 'lidar': 0.7},
+    earlier = {'name': 'small', 'seeds': [0, 1], 'parents': {'camera': {'old_miou': 0.4}, 'lidar': {'old_miou': 0.7}},
                'runs': [run('mib', 0, 0.1), run('mib', 1, 0.2), run('lgkd', 0, 0.3)]}  # fmt: skip
-    later = {'name': 'small', 'seeds': [0, 2], 'parents': {'camera': 0.5},
+    later = {'name': 'small', 'seeds': [0, 2], 'parents': {'camera': {'old_miou': 0.5}},
              'runs': [run('lgkd', 0, 0.5), run('lgkd', 2, 0.6)]}  # fmt: skip
     merged = merge_results(earlier, later)
     assert merged['seeds'] == [0, 1, 2]
-    assert merged['parents'] == {'camera': 0.5, 'lidar': 0.7}  # a later run's base score replaces the earlier one
+    # A later run's base score replaces the earlier one.
+    assert merged['parents'] == {'camera': {'old_miou': 0.5}, 'lidar': {'old_miou': 0.7}}
     assert [(r['method'], r['seed'], r['miou']) for r in merged['runs']] == [
         ('mib', 0, 0.1), ('mib', 1, 0.2), ('lgkd', 0, 0.5), ('lgkd', 2, 0.6)
     ]
@@ -192,6 +206,85 @@ def test_merge_replaces_the_same_runs_and_keeps_the_others() -> None:
     assert [(r['method'], r['seed'], r['miou']) for r in rerun['runs']] == [
         ('mib', 0, 0.8), ('mib', 1, 0.7), ('lgkd', 0, 0.3)
     ]
+
+
+def test_merge_keeps_the_base_score_of_every_seed() -> None:
+    earlier = {'parents': {'lidar': {'old_miou': 0.5, 'per_seed': {'0': {'old_miou': 0.4}, '10': {'old_miou': 0.6}}},
+                           'camera': {'old_miou': 0.3}}, 'runs': []}  # fmt: skip
+    later = {'parents': {'lidar': {'old_miou': 0.85, 'per_seed': {'2': {'old_miou': 0.8}, '10': {'old_miou': 0.9}}},
+                         'camera': {'old_miou': 0.2}}, 'runs': []}  # fmt: skip
+    parents = merge_results(earlier, later)['parents']
+    lidar = parents['lidar']['per_seed']
+    assert list(lidar) == ['0', '2', '10']  # in seed order; seed 10's later score replaces the earlier one
+    assert [lidar[s]['old_miou'] for s in lidar] == [0.4, 0.8, 0.9]
+    assert parents['lidar']['old_miou'] == pytest.approx(0.7)
+    assert parents['camera'] == {'old_miou': 0.2}  # one shared base: the later score replaces the earlier one
+
+
+def _paired_results() -> dict:
+    """LiDAR 12-5 chains of two steps for A (seeds 0-2) and B (seeds 0-3), and a camera chain to be ignored."""
+
+    def run(modality: str, method: str, seed: int, new: float, old: float, bicycle: float | None) -> dict:
+        steps = [{'new_classes': ['person'], 'scores': {'new_miou': 0.0, 'old_miou': 0.0}, 'iou': {}},
+                 {'new_classes': ['bicycle'], 'scores': {'new_miou': new, 'old_miou': old},
+                  'iou': {'road': old, 'person': new, 'bicycle': bicycle}}]  # fmt: skip
+        return {'modality': modality, 'split': '12-5', 'method': method, 'seed': seed, 'steps': steps}
+
+    a = [run('lidar', 'lgkd+m2skd (default)', s, n, o, 0.1)
+         for s, n, o in [(0, 0.30, 0.7), (1, 0.34, 0.8), (2, 0.32, 0.9)]]  # fmt: skip
+    b = [run('lidar', 'lgkd', s, n, o, c) for s, n, o, c in [(0, 0.28, 0.6, 0.2), (1, 0.35, 0.75, 0.3),
+                                                              (2, 0.29, 0.8, None), (3, 0.9, 0.9, 0.9)]]  # fmt: skip
+    return {'runs': [*a, *b, run('camera', 'lgkd', 0, 0.9, 0.9, 0.9)]}
+
+
+def test_paired_comparison_uses_the_seeds_both_methods_ran() -> None:
+    comparison = compare_paired(_paired_results(), 'lidar', '12-5', 'lgkd+m2skd', 'lgkd')
+    assert comparison['seeds'] == [0, 1, 2]  # seed 3 has no lgkd+m2skd run
+    assert list(comparison['scores']) == ['new_miou', 'old_miou', 'person', 'bicycle']  # both steps' classes
+    new = comparison['scores']['new_miou']
+    assert [v for pair in new['per_seed'] for v in pair] == pytest.approx([30, 28, 34, 35, 32, 29])
+    # Differences +2, -1, +3: mean 4/3, sd sqrt(13/3), t = (4/3) / (sd / sqrt(3)).
+    assert new['mean'] == pytest.approx([32, 92 / 3])
+    assert new['diff'] == pytest.approx(4 / 3)
+    assert new['sd'] == pytest.approx(math.sqrt(13 / 3))
+    assert new['t'] == pytest.approx((4 / 3) / math.sqrt(13 / 9))
+    assert (new['ahead'], new['behind'], new['n']) == (2, 1, 3)
+    assert new['sign_p'] == pytest.approx(1.0)  # 2 * P(X <= 1), X ~ Bin(3, 1/2)
+    old = comparison['scores']['old_miou']
+    assert (old['ahead'], old['behind'], old['sign_p']) == (3, 0, pytest.approx(0.25))  # 2 * 1/8
+    assert old['diff'] == pytest.approx(25 / 3)
+    bicycle = comparison['scores']['bicycle']
+    assert bicycle['n'] == 2  # seed 2 of lgkd has no bicycle IoU
+    assert bicycle['diff'] == pytest.approx(-15)
+    results = _paired_results()
+    for run in results['runs']:
+        run['steps'][-1]['iou']['person'] = None  # a class no seed scored
+    person = compare_paired(results, 'lidar', '12-5', 'lgkd+m2skd', 'lgkd')['scores']['person']
+    assert person['n'] == 0
+    assert math.isnan(person['diff'])
+    assert person['sign_p'] == 1.0
+    with pytest.raises(ValueError, match='no seed ran both mib and lgkd'):
+        compare_paired(_paired_results(), 'lidar', '12-5', 'mib', 'lgkd')
+
+
+def test_css_bench_paired_merges_results_files_and_prints_the_statistics(tmp_path: Path, capsys) -> None:
+    runs = _paired_results()['runs']
+    first, second = tmp_path / 'first.json', tmp_path / 'second.json'
+    first.write_text(json.dumps({'runs': runs[:4]}))
+    second.write_text(json.dumps({'runs': runs[4:]}))
+    args = ['paired', str(first), str(second), '--modality', 'lidar', '--split', '12-5']
+    assert main([*args, '--methods', 'lgkd+m2skd,lgkd']) == 0
+    out = capsys.readouterr().out
+    assert '| 2 | 32.0 | 29.0 | 90.0 | 80.0 |' in out
+    assert '| new mIoU | 32.00 | 30.67 | +1.33 | 2.08 | 1.11 | 2 / 1 of 3 | 1.000 |' in out
+    assert '| bicycle IoU | 10.00 | 25.00 | -15.00 | 7.07 | -3.00 | 0 / 2 of 2 | 0.500 |' in out
+    assert main([*args, '--methods', 'lgkd']) == 2
+    assert 'two methods' in capsys.readouterr().err
+    assert main([*args, '--methods', 'mib,lgkd']) == 2
+    assert 'no seed ran both' in capsys.readouterr().err
+    first.write_text('[1, 2]')
+    assert main([*args, '--methods', 'lgkd+m2skd,lgkd']) == 2
+    assert 'not a results file' in capsys.readouterr().err
 
 
 def test_each_row_shows_its_old_and_new_miou_as_a_share_of_joint_training(tmp_path: Path) -> None:

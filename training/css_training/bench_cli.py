@@ -2,6 +2,8 @@
 
 css-bench continual --config config/benchmarks/small.yaml [--only lidar] [--docs docs/results.md]
 css-bench continual --config config/benchmarks/small.yaml --methods lskd --merge docs/continual_small.json
+css-bench paired docs/continual_small.json docs/continual_small_seeds.json --modality lidar --split 12-5 \
+    --methods lgkd+m2skd,lgkd
 """
 
 from __future__ import annotations
@@ -13,7 +15,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from css_training.benchmark import BenchmarkConfig, merge_results, render_markdown, run_continual
+from css_training.benchmark import (
+    BenchmarkConfig,
+    compare_paired,
+    merge_results,
+    render_markdown,
+    render_paired,
+    run_continual,
+)
 from css_training.config import ConfigError
 from css_training.data.errors import DataError
 from css_training.sim.config import SimConfigError
@@ -38,6 +47,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     continual.add_argument('--methods', help="comma-separated subset of the preset's methods")
     continual.add_argument('--seeds', help="comma-separated subset of the preset's seeds")
     continual.add_argument('--splits', help="comma-separated subset of the preset's splits")
+    paired = sub.add_parser('paired', help='two methods of earlier results, paired by seed')
+    paired.add_argument('results', type=Path, nargs='+', help='results JSON files, merged in order')
+    paired.add_argument('--modality', choices=['lidar', 'camera'], required=True)
+    paired.add_argument('--split', required=True, help="a split of the results, e.g. '12-5'")
+    paired.add_argument('--methods', required=True, help='A,B: the method compared, then the one it is compared to')
     return parser
 
 
@@ -56,6 +70,8 @@ def write_section(doc: Path, name: str, body: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     args = get_args_parser().parse_args(argv)
+    if args.command == 'paired':
+        return _paired(args)
     try:
         config = BenchmarkConfig.load(args.config)
         if args.methods:
@@ -78,6 +94,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(body)
     if args.docs:
         write_section(args.docs, config.name, body.replace('](', '](img/'))
+    return 0
+
+
+def _paired(args: argparse.Namespace) -> int:
+    methods = args.methods.split(',')
+    if len(methods) != 2:
+        print(f'css-bench: --methods takes two methods, A,B; got {args.methods!r}', file=sys.stderr)
+        return 2
+    try:
+        results: dict = {'runs': []}
+        for path in args.results:
+            loaded = json.loads(path.read_text())
+            if not isinstance(loaded, dict) or not isinstance(loaded.get('runs'), list):
+                raise ValueError(f'{path}: not a results file of css-bench continual (no list of runs)')
+            results = merge_results(results, loaded)
+        print(render_paired(compare_paired(results, args.modality, args.split, *methods)))
+    except (OSError, json.JSONDecodeError, KeyError, ValueError) as err:
+        print(f'css-bench: {err}', file=sys.stderr)
+        return 2
     return 0
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import multiprocessing
 import shutil
 import warnings
@@ -43,8 +44,10 @@ __all__ = [
     'BenchmarkConfig',
     'base_checkpoint',
     'base_checkpoints',
+    'compare_paired',
     'merge_results',
     'render_markdown',
+    'render_paired',
     'run_continual',
     'score_parent',
     'score_parents',
@@ -164,16 +167,21 @@ def base_checkpoints(settings: dict[str, Any], seeds: Sequence[int], per_seed: b
             for seed in seeds}  # fmt: skip
 
 
-def score_parents(bases: dict[int, Path], test: Sequence[Path], cache_dir: str | None = None) -> dict[str, Any]:
-    """:func:`score_parent` of the one shared base; of several (one per seed), their mean old-class mIoU with
-    each seed's score under ``per_seed``.
+def score_parents(
+    bases: dict[int, Path], test: Sequence[Path], per_seed: bool, cache_dir: str | None = None
+) -> dict[str, Any]:
+    """:func:`score_parent` of the one shared base; of a base per seed, each seed's score under ``per_seed``
+    (even for one seed, so that a later run of other seeds can be merged in) and their mean old-class mIoU.
     """
-    paths = sorted(set(bases.values()))
-    scores = {path: score_parent(path, test, cache_dir) for path in paths}
-    if len(paths) == 1:
-        return scores[paths[0]]
-    per_seed = {str(seed): scores[path] for seed, path in bases.items()}
-    return {'old_miou': float(np.mean([s['old_miou'] for s in per_seed.values()])), 'per_seed': per_seed}
+    if not per_seed:
+        (base,) = set(bases.values())
+        return score_parent(base, test, cache_dir)
+    return _seed_parents({str(seed): score_parent(path, test, cache_dir) for seed, path in bases.items()})
+
+
+def _seed_parents(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    ordered = dict(sorted(per_seed.items(), key=lambda item: int(item[0])))
+    return {'old_miou': float(np.mean([s['old_miou'] for s in ordered.values()])), 'per_seed': ordered}
 
 
 def score_parent(base: Path, test: Sequence[Path], cache_dir: str | None = None) -> dict[str, Any]:
@@ -233,7 +241,7 @@ def run_continual(config: BenchmarkConfig, only: str | None = None) -> dict[str,
             continue
         bases = base_checkpoints(settings, config.seeds, config.base_per_seed)
         cache_dir = settings.get('step', {}).get('data', {}).get('cache_dir')
-        results['parents'][modality_name] = score_parents(bases, split['test'], cache_dir)
+        results['parents'][modality_name] = score_parents(bases, split['test'], config.base_per_seed, cache_dir)
         for split_name, steps, label, method, seed in _chains(config, Modality(modality_name)):
             keys.append((modality_name, split_name, label, seed))
             jobs.append((bases[seed], steps, method, seed, settings.get('step', {}), split,
@@ -318,7 +326,8 @@ def _run_chain(
 def merge_results(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
     """``earlier``'s runs with ``later``'s added: a later run replaces the earlier one of the same modality,
     split, method and seed in its place (the tables keep their row order), so a benchmark can be completed or
-    partly re-run method by method.
+    partly re-run method by method, or given more seeds. Base models scored per seed are merged seed by seed;
+    a shared base's later score replaces the earlier one.
     """
 
     def key(run: dict[str, Any]) -> tuple[str, str, str, int]:
@@ -328,6 +337,10 @@ def merge_results(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, A
     runs = [replacing.pop(key(r), r) for r in earlier['runs']] + list(replacing.values())
     seeds = sorted({*earlier.get('seeds', []), *later.get('seeds', [])})
     parents = {**earlier.get('parents', {}), **later.get('parents', {})}
+    for modality in earlier.get('parents', {}).keys() & later.get('parents', {}).keys():
+        before, after = earlier['parents'][modality], later['parents'][modality]
+        if 'per_seed' in before and 'per_seed' in after:
+            parents[modality] = _seed_parents({**before['per_seed'], **after['per_seed']})
     return {**later, **earlier, 'seeds': seeds, 'parents': parents, 'runs': runs}
 
 
@@ -408,6 +421,76 @@ def render_markdown(results: dict[str, Any], plot_dir: Path) -> str:
         _plot(sub, plot, f'{modality}, {split}')
         lines += ['', f'![{modality} {split}]({plot.name})', '']
     return '\n'.join(lines)
+
+
+def compare_paired(results: dict[str, Any], modality: str, split: str, first: str, second: str) -> dict[str, Any]:
+    """Two methods' scores after the last step, paired by seed, on the seeds that ran both.
+
+    With a base model per seed, seeds differ by more than two methods do, so a difference is read seed by seed:
+    per score (new and old mIoU, each added class's IoU; %), both means, the mean and sd of the differences, the
+    paired t statistic (n - 1 degrees of freedom) and the exact two-sided sign test over the seeds not tied.
+    """
+    chains = [_method_chains(results, modality, split, method) for method in (first, second)]
+    seeds = sorted(chains[0].keys() & chains[1].keys())
+    if not seeds:
+        raise ValueError(f'no seed ran both {first} and {second} on {modality} {split}')
+    added = [name for step in chains[0][seeds[0]] for name in step['new_classes']]
+
+    def values(method: int, score: str) -> np.ndarray:
+        lasts = [chains[method][seed][-1] for seed in seeds]
+        picked = [s['scores'][score] if score.endswith('_miou') else s['iou'].get(score) for s in lasts]
+        return np.array([np.nan if v is None else 100 * v for v in picked], np.float64)
+
+    scores = {}
+    for score in ['new_miou', 'old_miou', *added]:
+        a, b = values(0, score), values(1, score)
+        both = ~(np.isnan(a) | np.isnan(b))
+        scores[score] = {'per_seed': [[float(x), float(y)] for x, y in zip(a, b, strict=True)],
+                         **_paired_stats(a[both], b[both])}  # fmt: skip
+    return {'modality': modality, 'split': split, 'methods': [first, second], 'seeds': seeds, 'scores': scores}
+
+
+def _method_chains(results: dict[str, Any], modality: str, split: str, method: str) -> dict[int, list[dict]]:
+    """Seed -> the chain's steps of ``method`` (its table label without a '(default)' mark)."""
+    return {r['seed']: r['steps'] for r in results['runs']
+            if (r['modality'], r['split'], r['method'].split(' ')[0]) == (modality, split, method)}  # fmt: skip
+
+
+def _paired_stats(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+    diff, nan = a - b, float('nan')
+    n, ahead, behind = diff.size, int((diff > 0).sum()), int((diff < 0).sum())
+    sd = float(diff.std(ddof=1)) if n > 1 else nan
+    t = float(diff.mean() / (sd / math.sqrt(n))) if sd > 0 else nan
+    tail = sum(math.comb(ahead + behind, k) for k in range(min(ahead, behind) + 1)) / 2 ** (ahead + behind)
+    means = [float(a.mean()), float(b.mean()), float(diff.mean())] if n else [nan, nan, nan]
+    return {'n': n, 'mean': means[:2], 'diff': means[2], 'sd': sd, 't': t, 'ahead': ahead, 'behind': behind,
+            'sign_p': min(1.0, 2 * tail)}  # fmt: skip
+
+
+def render_paired(comparison: dict[str, Any]) -> str:
+    """:func:`compare_paired` as markdown: each seed's new and old mIoU, then every score's paired statistics."""
+    first, second = comparison['methods']
+    new, old = comparison['scores']['new_miou'], comparison['scores']['old_miou']
+    lines = [f'{comparison["modality"]} `{comparison["split"]}`: {first} against {second}, paired by seed '
+             '(after the last step, %)', '', f'| seed | new mIoU {first} | {second} | old mIoU {first} | {second} |',
+             '|---:|---:|---:|---:|---:|']  # fmt: skip
+    for seed, (a_new, b_new), (a_old, b_old) in zip(
+        comparison['seeds'], new['per_seed'], old['per_seed'], strict=True
+    ):
+        lines.append(f'| {seed} | {a_new:.1f} | {b_new:.1f} | {a_old:.1f} | {b_old:.1f} |')
+    lines += ['', f'| score | {first} | {second} | difference: mean | sd | t | seeds ahead / behind | sign test p |',
+              '|---|---:|---:|---:|---:|---:|---:|---:|']  # fmt: skip
+    for score, s in comparison['scores'].items():
+        name = {'new_miou': 'new mIoU', 'old_miou': 'old mIoU'}.get(score, f'{score} IoU')
+        lines.append(f'| {name} | {_number(s["mean"][0])} | {_number(s["mean"][1])} | {_number(s["diff"], "+.2f")} '
+                     f'| {_number(s["sd"])} | {_number(s["t"])} | {s["ahead"]} / {s["behind"]} of {s["n"]} '
+                     f'| {s["sign_p"]:.3f} |')  # fmt: skip
+    return '\n'.join(lines)
+
+
+def _number(value: float, spec: str = '.2f') -> str:
+    """``value`` formatted, or '–' where a statistic is undefined (no seed with the score, one seed, no spread)."""
+    return '–' if math.isnan(value) else format(value, spec)
 
 
 def _percent(value: float) -> str:
