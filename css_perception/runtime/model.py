@@ -115,9 +115,15 @@ class SegmentationModel:
 
 
 def _session(path: Path, providers: list[str]) -> ort.InferenceSession:
-    """A session on ``providers``; a GPU provider that fails to initialise falls back to CPU."""
+    """A session on ``providers``; a GPU provider that fails to initialise falls back to CPU.
+
+    Its intra-op threads sleep between runs instead of spinning: the node's two sessions share the cores with the
+    ROS executor and with other processes, and spinning workers of one session held off everything else
+    (docs/results.md, main job, nineteenth session: LiDAR latency p95 27-59 ms against 42-268 ms on 2 cores).
+    """
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
     try:
         return ort.InferenceSession(str(path), options, providers=providers)
     except Exception as err:

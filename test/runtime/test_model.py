@@ -19,6 +19,13 @@ def test_good_model_loads_on_cpu(tmp_path) -> None:
     assert model.infer(model.representative_input()).shape == (1, 3, 16, 64)
 
 
+def test_the_session_threads_sleep_between_runs(tmp_path) -> None:
+    # Spinning workers held off the node's other threads and processes on shared cores (bench/bench_node_playback.py).
+    model = SegmentationModel.load(write_model(tmp_path / 'm.onnx', lidar_metadata()))
+    options = model.session.get_session_options()
+    assert options.get_session_config_entry('session.intra_op.allow_spinning') == '0'
+
+
 def test_unavailable_providers_fall_back_to_cpu() -> None:
     assert choose_providers(['NoSuchExecutionProvider', 'CUDAExecutionProvider'])[-1] == 'CPUExecutionProvider'
     assert 'NoSuchExecutionProvider' not in choose_providers(['NoSuchExecutionProvider'])
