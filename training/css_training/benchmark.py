@@ -494,7 +494,7 @@ def _number(value: float, spec: str = '.2f') -> str:
 
 
 def _percent(value: float) -> str:
-    return '–' if np.isnan(value) else f'{value:.1f}'
+    return _number(value, '.1f')
 
 
 def _share(value: float, reference: float) -> str:
