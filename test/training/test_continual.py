@@ -294,7 +294,7 @@ def test_multi_scan_samples_add_points_only_to_the_teacher(setup: dict) -> None:
 
     base = LidarDataset(scans, LidarInputSpec(**spec_values), [0, 40, 10, 30], labelled=[10, 30])
     dataset = MultiScanDataset(base, [10, 30], window=1)
-    x, target, xt, _, groups, pixel = dataset[3]
+    x, target, xt, _, groups, pixel, seen = dataset[3]
     plain_x, plain_target = base[3]
     assert torch.equal(x, plain_x)
     assert torch.equal(target, plain_target)
@@ -302,6 +302,63 @@ def test_multi_scan_samples_add_points_only_to_the_teacher(setup: dict) -> None:
     assert (xt != 0).any(dim=0).sum() >= (x != 0).any(dim=0).sum()
     assert ((groups > 0) <= (target >= 2)).all()
     assert torch.equal(pixel, torch.arange(16 * 128).view(16, 128))  # same image size: the same pixel
+    assert (seen <= (x != 0).any(dim=0)).all()
+
+
+def test_the_terms_leave_out_student_points_that_a_fused_point_hides() -> None:
+    from css_perception.core.metadata import LidarInputSpec
+
+    spec = LidarInputSpec(height=16, width=128, fov_up_deg=2.0, fov_down_deg=-24.8)
+    y, z = np.meshgrid(np.linspace(-0.3, 0.3, 7), np.linspace(-1.5, -0.5, 7))
+    road = np.column_stack([np.full(y.size, 10.0), y.ravel(), z.ravel()])
+    person = road + np.array([0.0, 4.0, 0.0])
+    pole = road[road[:, 2] > -1.0] * 0.5  # halfway to the sensor, in front of the road's upper half
+
+    def scan(parts: list[np.ndarray], labels: list[int]) -> LidarScan:
+        xyz = np.concatenate(parts)
+        lab = np.concatenate([np.full(len(p), v, np.uint32) for p, v in zip(parts, labels, strict=True)])
+        return LidarScan(0, np.column_stack([xyz, np.ones(len(xyz))]).astype(np.float32), lab, pose(0.0))
+
+    person_label = 30 | 5 << 16
+    scans = [scan([road, person], [40, person_label]), scan([pole, person], [80, person_label])]
+    base = LidarDataset(scans, spec, [0, 40, 30, 80], labelled=None)
+    _, target, _, teacher_target, _, _, seen = MultiScanDataset(base, [30, 80], window=1)[0]
+    occupied = target != 255
+    hidden = occupied & ~seen
+    assert hidden.any()
+    assert (target[hidden] == 1).all()  # road points behind the fused pole
+    assert (teacher_target[hidden] == 3).all()  # the teacher sees the pole there
+    assert seen[target == 2].all()  # the person: its fused points are of the same instance
+    assert seen[occupied & (teacher_target == 1)].sum() > 0  # the lower half of the road stays in sight
+    assert seen[occupied & (teacher_target == 1)].all()
+
+
+def test_m2skd_terms_compare_only_the_points_the_teacher_sees(setup: dict) -> None:
+    parent, _ = load_checkpoint(setup['root'] / 'runs' / 'lidar_base' / 'best.pt')
+    generator = torch.Generator().manual_seed(1)
+    x, fused_x = torch.randn(2, 2, 5, 16, 128, generator=generator)
+    target = torch.randint(0, 7, (2, 16, 128), generator=generator)
+    groups = torch.zeros_like(target)
+    groups[:, 4:8, 20:40] = 7  # one hard instance per scan
+    pixel = torch.arange(16 * 128).view(1, 16, 128).expand(2, -1, -1)
+    student = grow_model(parent, 2).eval()
+    loss = StepLoss(frozenset({'lgkd', 'm2skd'}), ContinualSection(), parent.eval(), 5, 2, student)
+    loss.multi_scan_teacher = grow_model(parent, 2).eval()
+    with torch.no_grad():  # a teacher that differs from the student
+        loss.multi_scan_teacher.classifier.bias.add_(torch.randn(7, generator=generator))
+        loss.multi_scan_teacher.head[0][0].weight.mul_(-1.0)
+
+    def m2_terms(seen: torch.Tensor, step_target: torch.Tensor) -> tuple[float, float]:
+        terms = loss(student, (x, step_target, fused_x, step_target, groups, pixel, seen))
+        return terms['m2_logit'].item(), terms['m2_affinity'].item()
+
+    everywhere = torch.ones_like(target, dtype=torch.bool)
+    assert min(m2_terms(everywhere, target)) > 0
+    assert m2_terms(torch.zeros_like(everywhere), target) == (0.0, 0.0)
+    seen = everywhere.clone()
+    seen[:, :, 64:] = False
+    unlabelled_there = torch.where(seen, target, 255)
+    assert m2_terms(seen, target) == pytest.approx(m2_terms(everywhere, unlabelled_there))
 
 
 def test_a_finer_teacher_image_is_read_at_the_student_points(setup: dict) -> None:
@@ -310,7 +367,7 @@ def test_a_finer_teacher_image_is_read_at_the_student_points(setup: dict) -> Non
     scans = read_lidar_scans(setup['bag'])
     spec = LidarInputSpec(height=16, width=128, fov_up_deg=2.0, fov_down_deg=-24.8)
     base = LidarDataset(scans, spec, [0, 40, 10, 30], labelled=[10, 30])
-    x, _, xt, teacher_target, _, pixel = MultiScanDataset(base, [10, 30], window=0, teacher_scale=2)[3]
+    x, _, xt, teacher_target, _, pixel, seen = MultiScanDataset(base, [10, 30], window=0, teacher_scale=2)[3]
     assert xt.shape == (x.shape[0], 32, 256)
     assert teacher_target.shape == (32, 256)
     occupied = (x != 0).any(dim=0)
@@ -319,6 +376,7 @@ def test_a_finer_teacher_image_is_read_at_the_student_points(setup: dict) -> Non
     read = at_student_pixels(xt[None], pixel[None])[0]
     assert occupied.sum() > 100
     torch.testing.assert_close(read[:, occupied], x[:, occupied])
+    assert torch.equal(seen, occupied)
     rows, cols = torch.meshgrid(torch.arange(16), torch.arange(128), indexing='ij')
     corner = at_student_pixels(xt[None], (2 * rows * 256 + 2 * cols)[None])[0]  # each 2 x 2 block's first pixel
     assert not torch.equal(corner[:, occupied], x[:, occupied])  # so the per-point pixels matter

@@ -273,7 +273,9 @@ class StepLoss:
         self, student: SegmentationNet, batch: Batch, feats: Mapping[str, torch.Tensor], valid: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         s = self.settings
-        multi_input, multi_target, groups, pixel = batch[2], batch[3], batch[4], batch[5]
+        multi_input, multi_target, pixel, seen = batch[2], batch[3], batch[5], batch[6]
+        valid = valid & seen
+        groups = torch.where(seen, batch[4], 0)
         terms = {}
         if self.multi_scan_teacher is None:  # shared weights: the same net on the fused input
             multi = student.forward_features(multi_input)

@@ -337,7 +337,7 @@ class CameraDataset(_LabelledDataset):
 
 
 class MultiScanDataset(Dataset):
-    """M2SKD samples: (student input, target, teacher input, teacher target, groups, teacher pixel) from a
+    """M2SKD samples: (student input, target, teacher input, teacher target, groups, teacher pixel, seen) from a
     LidarDataset's scans.
 
     The teacher input is the scan with the hard-class instances of its neighbours fused in
@@ -348,7 +348,10 @@ class MultiScanDataset(Dataset):
     of the point that fills it (its packed label), 0 elsewhere: the groups of M2SKD's affinity term.
     ``teacher pixel`` (H, W) int64 is, per student pixel, the flat index of the teacher pixel that the same point
     falls in (the pixel's own scaled position where it holds no point): the distillation terms compare student
-    and teacher at the student's points, as the paper does.
+    and teacher at the student's points, as the paper does. ``seen`` (H, W) bool marks the student points that
+    the teacher sees there: its pixel shows that point or one of the same instance (class for stuff). Elsewhere
+    a nearer fused point hides it (a point network keeps both; a range image keeps the nearest), the teacher's
+    output there describes another object, and the terms leave the point out.
     """
 
     def __init__(self, base: LidarDataset, hard_ids: Sequence[int], window: int = 2, teacher_scale: int = 1) -> None:
@@ -374,9 +377,7 @@ class MultiScanDataset(Dataset):
         """(points (N, 5) with an origin column, 1 for fused points; packed labels), computed once per scan."""
         if index not in self._fused:
             span = (int(self.spans[index, 0]), int(self.spans[index, 1]))
-            points, labels = fuse_hard_instances(
-                self.base.scans, index, np.flatnonzero(self.hard), self.window, span
-            )
+            points, labels = fuse_hard_instances(self.base.scans, index, np.flatnonzero(self.hard), self.window, span)
             origin = np.zeros((len(points), 1), np.float32)
             origin[len(self.base.scans[index].points) :] = 1.0
             self._fused[index] = (np.hstack([points, origin]), labels)
@@ -398,13 +399,19 @@ class MultiScanDataset(Dataset):
         hit = winner >= 0
         groups[hit] = np.where(in_group[winner[hit]], own[winner[hit]], 0)
         teacher_target = LidarDataset._target(teacher, self.base.lut[labels & SEMANTIC_MASK])
+        index = np.flatnonzero(mine)
+        pixel = self._teacher_pixel(student, teacher, index)
+        shown = teacher.winner.reshape(-1)[pixel]  # the point the teacher sees where each student point falls
+        seen = np.zeros(winner.shape, bool)
+        seen[hit] = labels[shown[hit]] == labels[index[winner[hit]]]
         return (
             torch.from_numpy(student.image),
             target,
             torch.from_numpy(teacher.image),
             teacher_target,
             torch.from_numpy(groups),
-            torch.from_numpy(self._teacher_pixel(student, teacher, np.flatnonzero(mine))),
+            torch.from_numpy(pixel),
+            torch.from_numpy(seen),
         )
 
     def _teacher_pixel(self, student: RangeProjection, teacher: RangeProjection, mine: np.ndarray) -> np.ndarray:
