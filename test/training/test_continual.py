@@ -204,7 +204,11 @@ def test_bad_steps_are_refused(setup: dict, capsys: pytest.CaptureFixture[str]) 
     assert 'baselines' in capsys.readouterr().err
     assert main(['add-classes', '--from', 'lidar@v99', '--new-classes', 'car', *common]) == 2
     assert 'v99' in capsys.readouterr().err
-    for setting, message in (('m2_teacher=both', "'frozen' or 'shared'"), ('m2_teacher_scale=0', 'positive integer')):
+    for setting, message in (
+        ('m2_teacher=both', "'frozen' or 'shared'"),
+        ('m2_teacher_scale=0', 'positive integer'),
+        ('m2_teacher_epochs=0', 'positive integer'),
+    ):
         argv = ['add-classes', '--from', 'lidar@v1', '--new-classes', 'car', '--method', 'lgkd+m2skd',
                 '--set', f'continual.{setting}', *common]  # fmt: skip
         assert main(argv) == 2
@@ -421,3 +425,15 @@ def test_a_finer_multi_scan_teacher_publishes_a_student_sized_model(setup: dict)
     meta = SegmentationModel.load(Registry(setup['registry']).current('lidar').path, warmup=False).metadata
     assert (meta.input_spec.height, meta.input_spec.width) == (16, 128)
     assert [c.name for c in meta.classes] == ['unlabeled', *BASE, 'car', 'person']
+
+
+def test_the_multi_scan_teacher_can_train_longer_than_its_student(
+    setup: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    argv = ['add-classes', '--from', 'lidar@v1', '--registry', str(setup['registry']), '--bags', str(setup['bag']),
+            '--new-classes', 'car,person', '--method', 'lgkd+m2skd', '--config', str(setup['step']),
+            '--name', 'longer_teacher', '--set', 'continual.m2_teacher_epochs=3']  # fmt: skip
+    with caplog.at_level('INFO', logger='css_training.continual'):
+        assert main(argv) == 0
+    epochs = [r.getMessage().split(':')[0] for r in caplog.records if 'epoch' in r.getMessage()]
+    assert epochs == [*(f'multi-scan teacher epoch {e}' for e in (1, 2, 3)), 'lgkd+m2skd epoch 1']

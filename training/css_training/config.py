@@ -145,6 +145,9 @@ class ContinualSection:
         m2_teacher_scale: the teacher's range image has this many times the student's rows and columns (1: the
             same image size; the frozen teacher starts from the parent's weights either way, the nets being fully
             convolutional).
+        m2_teacher_epochs: epochs of the ``frozen`` teacher; None: the step's own ``optim.epochs``. The paper
+            trains the teacher fully before distilling it. A step cut short for time is not enough for it: after
+            the ``small`` preset's 3 LiDAR epochs the teacher was no better than its student (docs/results.md).
         hard_classes: classes fused and grouped by M2SKD; None: the labelled classes with < 0.5 % of the points.
     """
 
@@ -164,6 +167,7 @@ class ContinualSection:
     m2_teacher_weight: float = 0.2
     m2_window: int = 2
     m2_teacher_scale: int = 1
+    m2_teacher_epochs: int | None = None
     hard_classes: tuple[str, ...] | None = None
 
 
@@ -217,6 +221,9 @@ class RunConfig:
             raise ConfigError('optim.epochs and optim.batch_size must be >= 1')
         if self.continual.m2_teacher not in ('frozen', 'shared'):
             msg = f"continual.m2_teacher must be 'frozen' or 'shared', not {self.continual.m2_teacher!r}"
+            raise ConfigError(msg)
+        if self.continual.m2_teacher_epochs is not None and self.continual.m2_teacher_epochs < 1:
+            msg = f'continual.m2_teacher_epochs must be a positive integer, not {self.continual.m2_teacher_epochs!r}'
             raise ConfigError(msg)
         if self.continual.m2_teacher_scale < 1:
             msg = f'continual.m2_teacher_scale must be a positive integer, not {self.continual.m2_teacher_scale!r}'

@@ -28,7 +28,7 @@ import csv
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -397,7 +397,9 @@ def add_classes(
         dataset = MultiScanDataset(base, hard, continual.m2_window, continual.m2_teacher_scale)  # type: ignore[arg-type]
         if cfg.continual.m2_teacher == 'frozen':
             fused_net = place_model(grow_model(parent, len(new_classes)), device)
-            _fit(fused_net, loss.multi_scan_teacher_loss(fused_net), dataset, cfg, 'multi-scan teacher')
+            epochs = continual.m2_teacher_epochs or cfg.optim.epochs
+            teacher_cfg = replace(cfg, optim=replace(cfg.optim, epochs=epochs))
+            _fit(fused_net, loss.multi_scan_teacher_loss(fused_net), dataset, teacher_cfg, 'multi-scan teacher')
             loss.multi_scan_teacher = fused_net.eval().requires_grad_(False)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / 'config.yaml')
