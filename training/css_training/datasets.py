@@ -397,13 +397,13 @@ class MultiScanDataset(Dataset):
         winner = student.winner
         groups = np.zeros(winner.shape, np.int64)
         hit = winner >= 0
-        groups[hit] = np.where(in_group[winner[hit]], own[winner[hit]], 0)
+        filling = own[winner[hit]]  # the packed label of the point that fills each student pixel
+        groups[hit] = np.where(in_group[winner[hit]], filling, 0)
         teacher_target = LidarDataset._target(teacher, self.base.lut[labels & SEMANTIC_MASK])
-        index = np.flatnonzero(mine)
-        pixel = self._teacher_pixel(student, teacher, index)
+        pixel = self._teacher_pixel(student, teacher, np.flatnonzero(mine))
         shown = teacher.winner.reshape(-1)[pixel]  # the point the teacher sees where each student point falls
         seen = np.zeros(winner.shape, bool)
-        seen[hit] = labels[shown[hit]] == labels[index[winner[hit]]]
+        seen[hit] = labels[shown[hit]] == filling
         return (
             torch.from_numpy(student.image),
             target,
