@@ -397,8 +397,9 @@ class MultiScanDataset(Dataset):
         winner = student.winner
         groups = np.zeros(winner.shape, np.int64)
         hit = winner >= 0
-        filling = own[winner[hit]]  # the packed label of the point that fills each student pixel
-        groups[hit] = np.where(in_group[winner[hit]], filling, 0)
+        point = winner[hit]  # the point that fills each student pixel
+        filling = own[point]  # its packed label
+        groups[hit] = np.where(in_group[point], filling, 0)
         teacher_target = LidarDataset._target(teacher, self.base.lut[labels & SEMANTIC_MASK])
         pixel = self._teacher_pixel(student, teacher, np.flatnonzero(mine))
         shown = teacher.winner.reshape(-1)[pixel]  # the point the teacher sees where each student point falls
