@@ -20,6 +20,7 @@ from css_training.benchmark import (
     _in_order,
     _methods,
     compare_paired,
+    different_bases,
     merge_results,
     render_markdown,
 )
@@ -221,6 +222,17 @@ def test_merge_keeps_the_base_score_of_every_seed() -> None:
     assert parents['camera'] == {'old_miou': 0.2}  # one shared base: the later score replaces the earlier one
 
 
+def test_different_bases_names_the_models_both_files_scored_differently() -> None:
+    def results(lidar: dict, camera: float) -> dict:
+        return {'parents': {'lidar': {'per_seed': lidar}, 'camera': {'old_miou': camera}}, 'runs': []}
+
+    earlier = results({'0': {'old_miou': 0.4}, '2': {'old_miou': 0.6}, '10': {'old_miou': 0.5}}, 0.3)
+    later = results({'2': {'old_miou': 0.6}, '10': {'old_miou': 0.7}, '11': {'old_miou': 0.1}}, 0.2)
+    assert different_bases(earlier, later) == ['camera', 'lidar seed 10']  # seeds 0 and 11: in one file only
+    assert different_bases(earlier, {**later, 'parents': {}}) == []
+    assert different_bases(earlier, earlier) == []
+
+
 def _paired_results() -> dict:
     """LiDAR 12-5 chains of two steps for A (seeds 0-2) and B (seeds 0-3), and a camera chain to be ignored."""
 
@@ -285,6 +297,15 @@ def test_css_bench_paired_merges_results_files_and_prints_the_statistics(tmp_pat
     first.write_text('[1, 2]')
     assert main([*args, '--methods', 'lgkd+m2skd,lgkd']) == 2
     assert 'not a results file' in capsys.readouterr().err
+    # Seed 1's base model scored differently in the second file: another model, so no pairing across the files.
+    base = {'iou': {'road': 0.9}, 'old_miou': 0.9}
+    first.write_text(json.dumps({'runs': runs[:4], 'parents': {'lidar': {'per_seed': {'0': base, '1': base}}}}))
+    other = {'0': base, '1': {'iou': {'road': 0.8}, 'old_miou': 0.8}}
+    second.write_text(json.dumps({'runs': runs[4:], 'parents': {'lidar': {'per_seed': other}}}))
+    assert main([*args, '--methods', 'lgkd+m2skd,lgkd']) == 2
+    assert 'the base models of lidar seed 1 differ' in capsys.readouterr().err
+    second.write_text(json.dumps({'runs': runs[4:], 'parents': {'lidar': {'per_seed': {'0': base, '2': base}}}}))
+    assert main([*args, '--methods', 'lgkd+m2skd,lgkd']) == 0  # the same base for seed 0, seed 2 only here
 
 
 def test_each_row_shows_its_old_and_new_miou_as_a_share_of_joint_training(tmp_path: Path) -> None:

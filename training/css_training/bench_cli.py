@@ -18,6 +18,7 @@ from pathlib import Path
 from css_training.benchmark import (
     BenchmarkConfig,
     compare_paired,
+    different_bases,
     merge_results,
     render_markdown,
     render_paired,
@@ -108,6 +109,9 @@ def _paired(args: argparse.Namespace) -> int:
             loaded = json.loads(path.read_text())
             if not isinstance(loaded, dict) or not isinstance(loaded.get('runs'), list):
                 raise ValueError(f'{path}: not a results file of css-bench continual (no list of runs)')
+            if differ := different_bases(results, loaded):
+                raise ValueError(f"{path}: the base models of {', '.join(differ)} differ from the earlier files' "
+                                 '(another machine or config): their runs cannot be paired with those')
             results = merge_results(results, loaded)
         print(render_paired(compare_paired(results, args.modality, args.split, *methods)))
     except (OSError, json.JSONDecodeError, KeyError, ValueError) as err:

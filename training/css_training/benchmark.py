@@ -344,6 +344,22 @@ def merge_results(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, A
     return {**later, **earlier, 'seeds': seeds, 'parents': parents, 'runs': runs}
 
 
+def different_bases(earlier: dict[str, Any], later: dict[str, Any]) -> list[str]:
+    """The base models (``lidar seed 0``, or ``camera`` for a shared one) that both results scored, with different
+    scores. Those are different models (another machine's floating point gives another base from the same seed and
+    config), so a seed's runs from the two files must not be paired.
+    """
+    differ = []
+    for modality in sorted(earlier.get('parents', {}).keys() & later.get('parents', {}).keys()):
+        before, after = earlier['parents'][modality], later['parents'][modality]
+        if 'per_seed' in before and 'per_seed' in after:
+            seeds = sorted(before['per_seed'].keys() & after['per_seed'].keys(), key=int)
+            differ += [f'{modality} seed {s}' for s in seeds if before['per_seed'][s] != after['per_seed'][s]]
+        elif 'per_seed' not in before and 'per_seed' not in after and before != after:
+            differ.append(modality)
+    return differ
+
+
 def _chain_scores(iou: dict[str, float | None], added: list[str]) -> dict[str, float]:
     """mIoU of the base classes (old), of every class added so far (new) and of all, from per-class IoU (None
     where a class is in neither labels nor predictions). After a later step, the classes of earlier steps count
