@@ -213,7 +213,29 @@ class SegmentationNet(nn.Module, abc.ABC):
             )
             raise ModelConfigError(msg)
         self.feature_info: list[FeatureInfo] = []
+        self.stages: nn.ModuleList
         self.classifier: nn.Conv2d
+
+    def _build_decoder(self) -> None:
+        """The U-Net decoder of both nets, built after their ``stages``: from the deepest stage up, each step
+        fuses the next shallower stage and takes its width; then the head and the 1x1 classifier."""
+        c = self.widths
+        self.ups = nn.ModuleList(UpBlock(c[i], c[i - 1], c[i - 1]) for i in range(len(c) - 1, 0, -1))
+        self.head = nn.Sequential(conv_bn_act(c[0], c[0]), nn.Dropout2d(self.config.dropout))
+        self.classifier = nn.Conv2d(c[0], self.config.num_classes, 1)
+
+    def _encode_decode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """'stage1'..'stageN' and 'decoder': the stages in turn, then the decoder over their outputs."""
+        features: dict[str, torch.Tensor] = {}
+        skips = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            features[f'stage{i + 1}'] = x
+            skips.append(x)
+        for up, skip in zip(self.ups, reversed(skips[:-1]), strict=True):
+            x = up(x, skip)
+        features['decoder'] = x
+        return features
 
     @abc.abstractmethod
     def _features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

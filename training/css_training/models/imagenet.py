@@ -16,7 +16,6 @@ from css_training.models.blocks import (
     FeatureInfo,
     ModelConfig,
     SegmentationNet,
-    UpBlock,
     conv_bn_act,
 )
 
@@ -45,9 +44,7 @@ class ImageNet(SegmentationNet):
         for i in range(1, len(c)):
             rest = (BasicBlock(c[i], c[i]) for _ in range(self.depths[i] - 1))
             self.stages.append(nn.Sequential(BasicBlock(c[i - 1], c[i], stride=2), *rest))
-        self.ups = nn.ModuleList(UpBlock(c[i], c[i - 1], c[i - 1]) for i in range(len(c) - 1, 0, -1))
-        self.head = nn.Sequential(conv_bn_act(c[0], c[0]), nn.Dropout2d(config.dropout))
-        self.classifier = nn.Conv2d(c[0], config.num_classes, 1)
+        self._build_decoder()
         self.feature_info = [
             *(FeatureInfo(f'stage{i + 1}', w, 2 ** (i + 1)) for i, w in enumerate(c)),
             FeatureInfo('decoder', c[0], 2),
@@ -55,15 +52,7 @@ class ImageNet(SegmentationNet):
         ]
 
     def _features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        size = x.shape[-2:]
-        features: dict[str, torch.Tensor] = {}
-        skips = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            features[f'stage{i + 1}'] = x
-            skips.append(x)
-        for up, skip in zip(self.ups, reversed(skips[:-1]), strict=True):
-            x = up(x, skip)
-        features['decoder'] = x
-        features['penultimate'] = self.head(F.interpolate(x, size=size, mode='bilinear', align_corners=False))
+        features = self._encode_decode(x)
+        decoder = F.interpolate(features['decoder'], size=x.shape[-2:], mode='bilinear', align_corners=False)
+        features['penultimate'] = self.head(decoder)
         return features

@@ -17,8 +17,6 @@ from css_training.models.blocks import (
     FeatureInfo,
     ModelConfig,
     SegmentationNet,
-    UpBlock,
-    conv_bn_act,
 )
 
 __all__ = ['RangeNet']
@@ -46,10 +44,7 @@ class RangeNet(SegmentationNet):
         for i in range(1, len(c)):
             blocks = [DilatedResBlock(c[i - 1] if j == 0 else c[i], c[i]) for j in range(self.depths[i])]
             self.stages.append(nn.Sequential(nn.AvgPool2d(2), *blocks))
-        # Decoder: from the deepest stage up, each step fuses the next shallower stage and takes its width.
-        self.ups = nn.ModuleList(UpBlock(c[i], c[i - 1], c[i - 1]) for i in range(len(c) - 1, 0, -1))
-        self.head = nn.Sequential(conv_bn_act(c[0], c[0]), nn.Dropout2d(config.dropout))
-        self.classifier = nn.Conv2d(c[0], config.num_classes, 1)
+        self._build_decoder()
         self.feature_info = [
             *(FeatureInfo(f'stage{i + 1}', w, 2**i) for i, w in enumerate(c)),
             FeatureInfo('decoder', c[0], 1),
@@ -57,14 +52,6 @@ class RangeNet(SegmentationNet):
         ]
 
     def _features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        features: dict[str, torch.Tensor] = {}
-        skips = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            features[f'stage{i + 1}'] = x
-            skips.append(x)
-        for up, skip in zip(self.ups, reversed(skips[:-1]), strict=True):
-            x = up(x, skip)
-        features['decoder'] = x
-        features['penultimate'] = self.head(x)
+        features = self._encode_decode(x)
+        features['penultimate'] = self.head(features['decoder'])
         return features
