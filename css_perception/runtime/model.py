@@ -119,7 +119,7 @@ def _session(path: Path, providers: list[str]) -> ort.InferenceSession:
 
     Its intra-op threads sleep between runs instead of spinning: the node's two sessions share the cores with the
     ROS executor and with other processes, and spinning workers of one session held off everything else
-    (docs/results.md, main job, nineteenth session: LiDAR latency p95 27-59 ms against 42-268 ms on 2 cores).
+    (docs/lab-notebook.md, main job, nineteenth session: LiDAR latency p95 27-59 ms against 42-268 ms on 2 cores).
     """
     options = ort.SessionOptions()
     options.log_severity_level = 3

@@ -75,7 +75,7 @@ class BenchmarkConfig:
         base_per_seed: each seed trains its own base models (the base config with ``seed=<seed>``, run name
             suffixed ``_seed<seed>`` for a seed other than the config's own). One shared base left the camera
             step's new-class mIoU at 106 % of joint's on one base and 60-68 % on two others, with a spread over
-            step seeds of a few points (docs/results.md, fourteenth session): the shared base's spread said
+            step seeds of a few points (docs/lab-notebook.md, fourteenth session): the shared base's spread said
             nothing of that.
         skip: split -> methods (as listed) not run on that split, e.g. a costly combination on the multi-step
             split of a CPU preset.

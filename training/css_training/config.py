@@ -131,7 +131,7 @@ class ContinualSection:
         kd_weight: weight of MiB's unbiased KD.
         lgkd_prev, lgkd_novel: LGKD's weights of background and new-class positions: 5 and 1, the values of the
             reference's two-step script (``scripts/voc/lgkd_15-5.sh``; its loss class defaults to 10). With 10 no
-            new class was learned here (docs/results.md). A continual step's config takes the modality's
+            new class was learned here (docs/lab-notebook.md). A continual step's config takes the modality's
             ``lgkd_prev`` when unset (``css_training.continual.DEFAULT_LGKD_PREV``: 2 on camera).
         pod_weight, context_weight: LSKD's base factors of the layer (POD) and context terms; the learned
             trade-off weights multiply them.
@@ -147,7 +147,7 @@ class ContinualSection:
             convolutional).
         m2_teacher_epochs: epochs of the ``frozen`` teacher; None: the step's own ``optim.epochs``. The paper
             trains the teacher fully before distilling it. A step cut short for time is not enough for it: after
-            the ``small`` preset's 3 LiDAR epochs the teacher was no better than its student (docs/results.md).
+            the ``small`` preset's 3 LiDAR epochs the teacher was no better than its student (docs/lab-notebook.md).
         hard_classes: classes fused and grouped by M2SKD; None: the labelled classes with < 0.5 % of the points.
     """
 

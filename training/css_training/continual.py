@@ -12,7 +12,7 @@ initialisation. Methods (``+``-joined) pick the loss terms of ``shared/methods.m
   The equilibrium's tie w_CE = (C_new / C_old) w_KD is the reference's for MiB's KD, a mean over the old
   channels; LGKD's KD is a sum over all channels that already weighs background positions ``lgkd_prev`` times
   the new ones, so with ``lgkd`` the tie is left out: kept, it held w_CE at 0.39 against w_KD 1.02 and the
-  camera step learned no new class; without it they end at ~1.1 and ~0.3 (docs/results.md, sixth session).
+  camera step learned no new class; without it they end at ~1.1 and ~0.3 (docs/lab-notebook.md, sixth session).
 - ``m2skd`` (LiDAR): a multi-scan teacher that sees the scan with the hard-class instances of its neighbours
   fused in, distilled into the student by logit, affinity (and feature) terms. It needs a pose for every scan.
 
@@ -80,7 +80,7 @@ DEFAULT_METHODS = {Modality.LIDAR: 'lgkd+m2skd', Modality.CAMERA: 'lgkd+lskd'}
 # script's 5 on LiDAR; 2 on camera, whose base gives more of the new objects to old classes (background
 # probability 0.22-0.37 at their pixels, LiDAR's 0.48-0.90), so that LGKD's target there holds them on those
 # classes: at 5 the camera step learned 21.5 new-class mIoU, at 2 28.4, with the old classes kept within a point
-# (docs/results.md, seventeenth session; thirteenth before sky was a class).
+# (docs/lab-notebook.md, seventeenth session; thirteenth before sky was a class).
 DEFAULT_LGKD_PREV = {Modality.LIDAR: 5.0, Modality.CAMERA: 2.0}
 Batch = Sequence[torch.Tensor]
 LossFn = Callable[[SegmentationNet, Batch], dict[str, torch.Tensor]]

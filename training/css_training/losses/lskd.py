@@ -97,7 +97,7 @@ def local_pod(feature: torch.Tensor, scales: Sequence[int] = (1, 2, 4)) -> torch
     holds every cell's width means, then every cell's height means (a fixed order: the POD distance between
     two embeddings does not depend on it). The feature is made contiguous first: the nets train channels-last,
     and on that layout the products copied it for every scale (a LiDAR lskd batch took 2.29x an lgkd batch
-    instead of 2.04x: bench/bench_step_loss.py, docs/results.md sixteenth session).
+    instead of 2.04x: bench/bench_step_loss.py, docs/lab-notebook.md, sixteenth session).
     """
     x = feature.contiguous().pow(2)
     height, width = x.shape[-2:]
@@ -180,7 +180,7 @@ class GradientEquilibrium(nn.Module):
     during the first epoch); the weights are renormalised to sum to the number of terms at the end of each epoch
     (:meth:`end_epoch`), not after every update. An earlier version stepped them with Adam at 0.025 and
     renormalised after every update: Adam's sign-sized steps let the balancing term move every weight by ~lr per
-    batch however small its gradient, and w_ce / w_kd fell to ~0.003 / 0.02 in lgkd+lskd steps (docs/results.md).
+    batch however small its gradient, and w_ce / w_kd fell to ~0.003 / 0.02 in lgkd+lskd steps (docs/lab-notebook.md).
     """
 
     def __init__(
