@@ -57,14 +57,22 @@ def main() -> int:
     model_dir = Path(tempfile.mkdtemp()) / 'models'
     publish_version(model_dir, 0)
     rclpy.init()
-    node = SegmentationNode(parameter_overrides=[
-        Parameter('model_dir', value=str(model_dir)), Parameter('enable_camera', value=False),
-        Parameter('registry_poll_s', value=0.5)])
+    node = SegmentationNode(
+        parameter_overrides=[
+            Parameter('model_dir', value=str(model_dir)),
+            Parameter('enable_camera', value=False),
+            Parameter('registry_poll_s', value=0.5),
+        ]
+    )
     peer = Node('bench_peer')
     arrivals: list[tuple[float, str]] = []
     peer.create_subscription(PointCloud2, '/segment_node/lidar/points', lambda _m: None, 10)
-    peer.create_subscription(String, '/segment_node/provenance',
-                             lambda m: arrivals.append((time.monotonic(), json.loads(m.data)['model_version'])), 10)
+    peer.create_subscription(
+        String,
+        '/segment_node/provenance',
+        lambda m: arrivals.append((time.monotonic(), json.loads(m.data)['model_version'])),
+        10,
+    )
     pub = peer.create_publisher(PointCloud2, 'points', 10)
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
@@ -96,11 +104,15 @@ def main() -> int:
     gaps = np.diff(times)
     switch = versions.index('v2') if 'v2' in versions else None
     median = float(np.median(gaps))
-    window = gaps[max(switch - 5, 0): switch + 5] if switch is not None else gaps
-    print(f'outputs {len(arrivals)} of {args.frames} frames; version switch at output {switch}; '
-          f'back to v1 after the switch: {"v1" in versions[switch:] if switch is not None else "n/a"}')
-    print(f'median gap {median * 1e3:.1f} ms, largest gap around the swap {window.max() * 1e3:.1f} ms, '
-          f'ratio {window.max() / median:.2f} (goal < 2)')
+    window = gaps[max(switch - 5, 0) : switch + 5] if switch is not None else gaps
+    print(
+        f'outputs {len(arrivals)} of {args.frames} frames; version switch at output {switch}; '
+        f'back to v1 after the switch: {"v1" in versions[switch:] if switch is not None else "n/a"}'
+    )
+    print(
+        f'median gap {median * 1e3:.1f} ms, largest gap around the swap {window.max() * 1e3:.1f} ms, '
+        f'ratio {window.max() / median:.2f} (goal < 2)'
+    )
     return 0 if switch is not None else 1
 
 

@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument('--modality', choices=('lidar', 'camera'), default='camera')
     parser.add_argument('--method', default='lgkd')
     parser.add_argument('--split', default='12-5')
-    parser.add_argument('--epochs', type=int, help='step epochs instead of the preset\'s')
+    parser.add_argument('--epochs', type=int, help="step epochs instead of the preset's")
     args = parser.parse_args()
     config = BenchmarkConfig.load(args.preset)
     config.methods = (args.method,)

@@ -15,32 +15,34 @@ from launch import LaunchDescription
 
 def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare('css_perception')
-    return LaunchDescription([
-        DeclareLaunchArgument('points_topic', default_value='/points', description='input PointCloud2 topic'),
-        DeclareLaunchArgument('image_topic', default_value='/camera/image_raw', description='input Image topic'),
-        DeclareLaunchArgument(
-            'params_file',
-            default_value=PathJoinSubstitution([share, 'config', 'segment.yaml']),
-            description='parameters of segment_node',
-        ),
-        DeclareLaunchArgument('model_dir', default_value='models', description='model registry root'),
-        DeclareLaunchArgument('rviz', default_value='false', description='also start RViz'),
-        Node(
-            package='css_perception',
-            executable='segment_node',
-            name='segment_node',
-            output='screen',
-            parameters=[LaunchConfiguration('params_file'), {'model_dir': LaunchConfiguration('model_dir')}],
-            remappings=[
-                ('points', LaunchConfiguration('points_topic')),
-                ('image', LaunchConfiguration('image_topic')),
-            ],
-        ),
-        Node(
-            package='rviz2',
-            executable='rviz2',
-            name='rviz2',
-            arguments=['-d', PathJoinSubstitution([share, 'config', 'css_perception.rviz'])],
-            condition=IfCondition(LaunchConfiguration('rviz')),
-        ),
-    ])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument('points_topic', default_value='/points', description='input PointCloud2 topic'),
+            DeclareLaunchArgument('image_topic', default_value='/camera/image_raw', description='input Image topic'),
+            DeclareLaunchArgument(
+                'params_file',
+                default_value=PathJoinSubstitution([share, 'config', 'segment.yaml']),
+                description='parameters of segment_node',
+            ),
+            DeclareLaunchArgument('model_dir', default_value='models', description='model registry root'),
+            DeclareLaunchArgument('rviz', default_value='false', description='also start RViz'),
+            Node(
+                package='css_perception',
+                executable='segment_node',
+                name='segment_node',
+                output='screen',
+                parameters=[LaunchConfiguration('params_file'), {'model_dir': LaunchConfiguration('model_dir')}],
+                remappings=[
+                    ('points', LaunchConfiguration('points_topic')),
+                    ('image', LaunchConfiguration('image_topic')),
+                ],
+            ),
+            Node(
+                package='rviz2',
+                executable='rviz2',
+                name='rviz2',
+                arguments=['-d', PathJoinSubstitution([share, 'config', 'css_perception.rviz'])],
+                condition=IfCondition(LaunchConfiguration('rviz')),
+            ),
+        ]
+    )

@@ -74,8 +74,10 @@ def step_if_needed(
     config = ROOT / 'config' / 'train' / f'continual_{modality}.yaml'
     overrides = STEP_OVERRIDES[modality]
     name = f'{modality}_demo_step'
-    cfg = step_config(apply_overrides(read_values(config), overrides), read_checkpoint(base), NEW_CLASSES, [bag],
-                      [val], name=name)  # what `css-train add-classes` builds from the same arguments; fmt: skip
+    # What `css-train add-classes` builds from the same arguments.
+    cfg = step_config(
+        apply_overrides(read_values(config), overrides), read_checkpoint(base), NEW_CLASSES, [bag], [val], name=name
+    )
     run_dir = ROOT / cfg.run_dir
     if not retrained and finished_run(cfg):
         print(f'  reusing the finished step {run_dir}')

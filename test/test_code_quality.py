@@ -1,4 +1,5 @@
-"""ament-style lint tests: ruff (flake8 + pep257 + isort rules) and the import-linter architecture contracts."""
+"""ament-style lint tests: ruff (flake8 + pep257 + isort rules, and its formatter) and the import-linter architecture
+contracts."""
 
 from __future__ import annotations
 
@@ -19,6 +20,13 @@ def _tool(name: str) -> str:
 
 def test_ruff_is_clean() -> None:
     result = subprocess.run([_tool('ruff'), 'check', '.'], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_leaves_the_code_as_it_is() -> None:
+    result = subprocess.run(
+        [_tool('ruff'), 'format', '--check', '.'], cwd=ROOT, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

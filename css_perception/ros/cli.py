@@ -30,8 +30,9 @@ def _registry(rest: list[str]) -> int:
     parser = argparse.ArgumentParser(prog='css-perception registry', description='list, verify or roll back models')
     parser.add_argument('action', choices=('list', 'verify', 'rollback'))
     parser.add_argument('--model-dir', default='models', help='registry root (the node parameter model_dir)')
-    parser.add_argument('--modality', choices=[m.value for m in Modality], action='append',
-                        help='default: every modality')
+    parser.add_argument(
+        '--modality', choices=[m.value for m in Modality], action='append', help='default: every modality'
+    )
     args = parser.parse_args(rest)
     registry = Registry(args.model_dir)
     failed = False
@@ -62,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     commands = ('node', 'play', 'monitor', 'registry')
     if not argv or argv[0] not in commands:
-        print(f'usage: css-perception {{{",".join(commands)}}} ... (-h after a command for its options)',
-              file=sys.stderr)
+        print(
+            f'usage: css-perception {{{",".join(commands)}}} ... (-h after a command for its options)', file=sys.stderr
+        )
         return 2
     command, rest = argv[0], argv[1:]
     if command == 'node':

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--duration', type=float, default=30.0, help='stop after this many seconds')
     parser.add_argument('--idle', type=float, default=3.0, help='stop after this long without output, once started')
     parser.add_argument('--out', type=Path, help='write the report as JSON here')
-    parser.add_argument('--ready-file', type=Path, help='touch this file once the node\'s outputs are matched')
+    parser.add_argument('--ready-file', type=Path, help="touch this file once the node's outputs are matched")
     args = parser.parse_args(argv)
     rclpy.init()
     monitor = OutputMonitor(args.node)

@@ -115,14 +115,16 @@ class SegmentationNode(Node):
         if cfg.enable_lidar:
             self.states[Modality.LIDAR] = ModalityState(Modality.LIDAR)
             self.pub_cloud = self.create_publisher(PointCloud2, '~/lidar/points', out_qos)
-            self.create_subscription(PointCloud2, 'points', self._on_cloud, sensor_qos,
-                                     callback_group=MutuallyExclusiveCallbackGroup())
+            self.create_subscription(
+                PointCloud2, 'points', self._on_cloud, sensor_qos, callback_group=MutuallyExclusiveCallbackGroup()
+            )
         if cfg.enable_camera:
             self.states[Modality.CAMERA] = ModalityState(Modality.CAMERA)
             self.pub_labels = self.create_publisher(Image, '~/camera/labels', out_qos)
             self.pub_overlay = self.create_publisher(Image, '~/camera/overlay', out_qos)
-            self.create_subscription(Image, 'image', self._on_image, sensor_qos,
-                                     callback_group=MutuallyExclusiveCallbackGroup())
+            self.create_subscription(
+                Image, 'image', self._on_image, sensor_qos, callback_group=MutuallyExclusiveCallbackGroup()
+            )
         services = ReentrantCallbackGroup()
         self.create_service(Trigger, '~/reload_model', self._on_reload, callback_group=services)
         self.create_service(Trigger, '~/model_info', self._on_model_info, callback_group=services)
@@ -272,9 +274,7 @@ class SegmentationNode(Node):
     # -- legend, diagnostics, services --------------------------------------------------------------------------
     def _publish_legend(self) -> None:
         with self._legend_lock:
-            served = {
-                m.value: (s.serving.segmenter.metadata if s.serving else None) for m, s in self.states.items()
-            }
+            served = {m.value: (s.serving.segmenter.metadata if s.serving else None) for m, s in self.states.items()}
             self.pub_legend_json.publish(String(data=legend_json(served)))
             markers = MarkerArray()
             self._legend_frame = self._frame_id
@@ -298,14 +298,16 @@ class SegmentationNode(Node):
             values[f'latency_{stage}_p95_ms'] = f'{window.p95 * 1e3:.2f}'
         values.update(state.counts)
         meta = serving.segmenter.metadata if serving else None
-        values.update({
-            'last_error': state.last_error,
-            'model_version': meta.version if meta else '',
-            'model_path': str(serving.segmenter.model.path) if serving else '',
-            'provider': serving.segmenter.model.provider if serving else '',
-            'refused_version': state.refused[0],
-            'refused_reason': state.refused[1],
-        })
+        values.update(
+            {
+                'last_error': state.last_error,
+                'model_version': meta.version if meta else '',
+                'model_path': str(serving.segmenter.model.path) if serving else '',
+                'provider': serving.segmenter.model.provider if serving else '',
+                'refused_version': state.refused[0],
+                'refused_reason': state.refused[1],
+            }
+        )
         if serving is None:
             level, message = 'WARN', 'no model loaded; frames are dropped'
         elif p95_ms > error_ms:

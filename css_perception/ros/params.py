@@ -40,23 +40,41 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec('model_dir', 'models', 'model registry root: <model_dir>/<modality>/CURRENT'),
     ParameterSpec('lidar_model', '', 'explicit LiDAR .onnx path; empty = the registry CURRENT (hot swap on)'),
     ParameterSpec('camera_model', '', 'explicit camera .onnx path; empty = the registry CURRENT (hot swap on)'),
-    ParameterSpec('providers', list(DEFAULT_PROVIDERS), 'ONNX Runtime execution providers, in preference order',
-                  lambda v: len(v) > 0, 'a non-empty list'),
-    ParameterSpec('output_reliability', 'reliable', 'QoS reliability of the outputs',
-                  lambda v: v in ('reliable', 'best_effort'), "'reliable' or 'best_effort'"),
-    ParameterSpec('overlay_alpha', 0.5, 'weight of the class colours in the overlay',
-                  lambda v: 0.0 <= v <= 1.0, 'in [0, 1]'),
-    ParameterSpec('label_image_encoding', 'mono16', 'encoding of the label image (ontology ids)',
-                  lambda v: v in ('mono8', 'mono16'), "'mono8' or 'mono16'"),
+    ParameterSpec(
+        'providers',
+        list(DEFAULT_PROVIDERS),
+        'ONNX Runtime execution providers, in preference order',
+        lambda v: len(v) > 0,
+        'a non-empty list',
+    ),
+    ParameterSpec(
+        'output_reliability',
+        'reliable',
+        'QoS reliability of the outputs',
+        lambda v: v in ('reliable', 'best_effort'),
+        "'reliable' or 'best_effort'",
+    ),
+    ParameterSpec(
+        'overlay_alpha', 0.5, 'weight of the class colours in the overlay', lambda v: 0.0 <= v <= 1.0, 'in [0, 1]'
+    ),
+    ParameterSpec(
+        'label_image_encoding',
+        'mono16',
+        'encoding of the label image (ontology ids)',
+        lambda v: v in ('mono8', 'mono16'),
+        "'mono8' or 'mono16'",
+    ),
     ParameterSpec('lidar_latency_warn_ms', 80.0, 'LiDAR p95 latency above which diagnostics WARN', _positive, '> 0'),
     ParameterSpec('lidar_latency_error_ms', 200.0, 'LiDAR p95 latency above which diagnostics ERROR', _positive, '> 0'),
     ParameterSpec('camera_latency_warn_ms', 80.0, 'camera p95 latency above which diagnostics WARN', _positive, '> 0'),
-    ParameterSpec('camera_latency_error_ms', 200.0, 'camera p95 latency above which diagnostics ERROR', _positive,
-                  '> 0'),
+    ParameterSpec(
+        'camera_latency_error_ms', 200.0, 'camera p95 latency above which diagnostics ERROR', _positive, '> 0'
+    ),
     ParameterSpec('diagnostics_period_s', 1.0, 'period of /diagnostics', _positive, '> 0'),
     ParameterSpec('watch_registry', True, 'watch the registry CURRENT files and hot-swap new models'),
-    ParameterSpec('registry_poll_s', 1.0, 'registry polling interval (a file-system watch also wakes it)', _positive,
-                  '> 0'),
+    ParameterSpec(
+        'registry_poll_s', 1.0, 'registry polling interval (a file-system watch also wakes it)', _positive, '> 0'
+    ),
 )
 
 
@@ -92,7 +110,6 @@ class NodeConfig:
         if bad:
             raise ConfigError('invalid parameters: ' + '; '.join(bad))
         return cls(**{**values, 'providers': tuple(values['providers'])})
-
 
 
 def declare_and_read(node: Node) -> NodeConfig:

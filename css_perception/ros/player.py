@@ -127,8 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init()
     node = Node('css_bag_player')
     try:
-        stats = play(node, args.bags, topics=args.topics, rate=args.rate, fast=args.fast, loop=args.loop,
-                     remap=_remaps(args.remap), start_delay=args.start_delay)
+        stats = play(
+            node,
+            args.bags,
+            topics=args.topics,
+            rate=args.rate,
+            fast=args.fast,
+            loop=args.loop,
+            remap=_remaps(args.remap),
+            start_delay=args.start_delay,
+        )
     except KeyboardInterrupt:
         return 0
     except (AnyReaderError, ValueError, OSError) as err:

@@ -138,8 +138,13 @@ class RegistryWatcher:
 
     def _decide(self, decision: SwapDecision) -> SwapDecision:
         log = _log.info if decision.accepted else _log.warning
-        log('%s model %s %s: %s', decision.modality.value, decision.version,
-            'accepted' if decision.accepted else 'refused', decision.reason)
+        log(
+            '%s model %s %s: %s',
+            decision.modality.value,
+            decision.version,
+            'accepted' if decision.accepted else 'refused',
+            decision.reason,
+        )
         self._on_decision(decision)
         return decision
 

@@ -163,4 +163,3 @@ class Registry:
         actual = sha256_of(entry.path)
         if actual != entry.sha256:
             raise ChecksumError(f'{entry.path.name}: sha256 {actual[:12]}... != recorded {entry.sha256[:12]}...')
-

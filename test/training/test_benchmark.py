@@ -199,13 +199,18 @@ def test_merge_replaces_the_same_runs_and_keeps_the_others() -> None:
     # A later run's base score replaces the earlier one.
     assert merged['parents'] == {'camera': {'old_miou': 0.5}, 'lidar': {'old_miou': 0.7}}
     assert [(r['method'], r['seed'], r['miou']) for r in merged['runs']] == [
-        ('mib', 0, 0.1), ('mib', 1, 0.2), ('lgkd', 0, 0.5), ('lgkd', 2, 0.6)
+        ('mib', 0, 0.1),
+        ('mib', 1, 0.2),
+        ('lgkd', 0, 0.5),
+        ('lgkd', 2, 0.6),
     ]
     assert earlier['runs'][2]['miou'] == 0.3  # inputs are not changed
     # A re-run method keeps its rows' place.
     rerun = merge_results(earlier, {'name': 'small', 'runs': [run('mib', 1, 0.7), run('mib', 0, 0.8)]})
     assert [(r['method'], r['seed'], r['miou']) for r in rerun['runs']] == [
-        ('mib', 0, 0.8), ('mib', 1, 0.7), ('lgkd', 0, 0.3)
+        ('mib', 0, 0.8),
+        ('mib', 1, 0.7),
+        ('lgkd', 0, 0.3),
     ]
 
 

@@ -43,8 +43,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     continual.add_argument('--only', choices=['lidar', 'camera'], help='one modality')
     continual.add_argument('--docs', type=Path, help='markdown file whose continual section is rewritten')
     continual.add_argument('--from-json', type=Path, help='render an earlier run instead of running')
-    continual.add_argument('--merge', type=Path, metavar='JSON',
-                           help='add the results to an earlier results file (same runs replaced) and render that')
+    continual.add_argument(
+        '--merge',
+        type=Path,
+        metavar='JSON',
+        help='add the results to an earlier results file (same runs replaced) and render that',
+    )
     continual.add_argument('--methods', help="comma-separated subset of the preset's methods")
     continual.add_argument('--seeds', help="comma-separated subset of the preset's seeds")
     continual.add_argument('--splits', help="comma-separated subset of the preset's splits")
@@ -110,8 +114,10 @@ def _paired(args: argparse.Namespace) -> int:
             if not isinstance(loaded, dict) or not isinstance(loaded.get('runs'), list):
                 raise ValueError(f'{path}: not a results file of css-bench continual (no list of runs)')
             if differ := different_bases(results, loaded):
-                raise ValueError(f"{path}: the base models of {', '.join(differ)} differ from the earlier files' "
-                                 '(another machine or config): their runs cannot be paired with those')
+                raise ValueError(
+                    f"{path}: the base models of {', '.join(differ)} differ from the earlier files' "
+                    '(another machine or config): their runs cannot be paired with those'
+                )
             results = merge_results(results, loaded)
         print(render_paired(compare_paired(results, args.modality, args.split, *methods)))
     except (OSError, json.JSONDecodeError, KeyError, ValueError) as err:

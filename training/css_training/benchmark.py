@@ -112,8 +112,10 @@ class BenchmarkConfig:
         for name, settings in (values.get('modalities') or {}).items():
             extra = sorted(set(settings or {}) - set(_MODALITY_KEYS))
             if name not in {m.value for m in Modality} or extra:
-                msg = (f'{path}: modalities.{name}: expected lidar or camera, with keys {", ".join(_MODALITY_KEYS)} '
-                       f'(unknown: {extra})')
+                msg = (
+                    f'{path}: modalities.{name}: expected lidar or camera, with keys {", ".join(_MODALITY_KEYS)} '
+                    f'(unknown: {extra})'
+                )
                 raise ConfigError(msg)
         values = {k: tuple(v) if k in ('seeds', 'methods') else v for k, v in values.items()}
         config = cls(**values)
@@ -490,9 +492,7 @@ def render_paired(comparison: dict[str, Any]) -> str:
     lines = [f'{comparison["modality"]} `{comparison["split"]}`: {first} against {second}, paired by seed '
              '(after the last step, %)', '', f'| seed | new mIoU {first} | {second} | old mIoU {first} | {second} |',
              '|---:|---:|---:|---:|---:|']  # fmt: skip
-    for seed, (a_new, b_new), (a_old, b_old) in zip(
-        comparison['seeds'], new['per_seed'], old['per_seed'], strict=True
-    ):
+    for seed, (a_new, b_new), (a_old, b_old) in zip(comparison['seeds'], new['per_seed'], old['per_seed'], strict=True):
         lines.append(f'| {seed} | {a_new:.1f} | {b_new:.1f} | {a_old:.1f} | {b_old:.1f} |')
     lines += ['', f'| score | {first} | {second} | difference: mean | sd | t | seeds ahead / behind | sign test p |',
               '|---|---:|---:|---:|---:|---:|---:|---:|']  # fmt: skip

@@ -219,7 +219,6 @@ def evaluate_camera(
     return confmat.metrics(classes)
 
 
-
 def evaluate_net(
     net: nn.Module, records: Sequence[Any], classes: Sequence[ClassInfo], spec: LidarInputSpec | CameraInputSpec
 ) -> Metrics:
@@ -227,6 +226,7 @@ def evaluate_net(
     if isinstance(spec, LidarInputSpec):
         return evaluate_lidar(net, records, classes, input_spec=spec)
     return evaluate_camera(net, records, classes, input_spec=spec)
+
 
 def _lidar_dataset(
     scans: Sequence[LidarScan] | LidarDataset, spec: LidarInputSpec | None, model_ids: np.ndarray

@@ -300,7 +300,6 @@ def choose_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-
 def finished_run(cfg: RunConfig) -> bool:
     """Whether ``cfg.run_dir`` holds a run of this config that trained all its epochs (a base run or a continual
     step). The saved config is read with today's defaults, so a setting added since (whose default keeps the old
@@ -314,6 +313,7 @@ def finished_run(cfg: RunConfig) -> bool:
     except ConfigError:
         return False
     return same and read_checkpoint(last)['epoch'] == cfg.optim.epochs
+
 
 def seed_everything(seed: int, deterministic: bool, threads: int | None) -> None:
     random.seed(seed)
