@@ -204,6 +204,10 @@ def test_bad_steps_are_refused(setup: dict, capsys: pytest.CaptureFixture[str]) 
     assert 'baselines' in capsys.readouterr().err
     assert main(['add-classes', '--from', 'lidar@v99', '--new-classes', 'car', *common]) == 2
     assert 'v99' in capsys.readouterr().err
+    assert main(['add-classes', '--from', 'lidar@v1', '--new-classes', 'person,dragon', *common]) == 2
+    assert "class 'dragon' is not in the ontology" in capsys.readouterr().err
+    assert main(['add-classes', '--from', 'lidar@v1', '--new-classes', 'person,other-vehicle', *common]) == 2
+    assert "the training bags label no point as ['other-vehicle']" in capsys.readouterr().err
     for setting, message in (
         ('m2_teacher=both', "'frozen' or 'shared'"),
         ('m2_teacher_scale=0', 'positive integer'),

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from css_perception.core.errors import MetadataError
+from css_perception.core.errors import MetadataError, OntologyError
 from css_perception.core.metadata import Modality
 from css_perception.core.ontology import Ontology
 from css_perception.runtime.errors import RuntimeModelError
@@ -45,6 +45,7 @@ _ERRORS = (
     DatasetError,
     ExportError,
     MetadataError,
+    OntologyError,
     RuntimeModelError,
     SimConfigError,
     TrainError,

@@ -44,6 +44,7 @@ from css_perception.core.metadata import ClassInfo, Modality
 from css_perception.core.ontology import Ontology
 from css_training.checkpoint import get_rng_state, save_checkpoint
 from css_training.config import ConfigError, ContinualSection, RunConfig, plain_values
+from css_training.data.errors import DataError
 from css_training.data.fusion import rare_classes
 from css_training.datasets import MultiScanDataset, read_records, run_dataset
 from css_training.evaluate import Metrics, evaluate_net
@@ -356,6 +357,7 @@ def add_classes(
     Raises:
         TrainError: the run directory holds a run.
         ConfigError: bad methods, or new classes the parent already knows.
+        DataError: unreadable bags, or a new class that no training sample labels.
     """
     modality = Modality(cfg.modality)
     methods = parse_methods(cfg.continual.method, modality)
@@ -383,6 +385,11 @@ def add_classes(
     if 'm2skd' in methods:
         methods = _posed_methods(methods, modality, base.scans)  # type: ignore[attr-defined]
     counts = base.label_counts()  # type: ignore[attr-defined]
+    unseen = [c.name for c, n in zip(new_classes, counts[len(old_classes) :], strict=True) if n == 0]
+    if unseen:
+        unit = 'point' if modality is Modality.LIDAR else 'pixel'
+        msg = f'the training bags label no {unit} as {unseen}: a step cannot learn a class it never sees'
+        raise DataError(msg)
     weight = class_weights(counts, cfg.optim.class_weight_power).to(device)
     _log.info('step labels per channel %s, class weights %s', counts.tolist(), [round(float(w), 2) for w in weight])
     teacher = place_model(copy.deepcopy(parent), device).eval().requires_grad_(False)
