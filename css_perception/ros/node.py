@@ -19,6 +19,7 @@ versions in its own thread and the swap is one reference assignment that frame c
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, PointCloud2
@@ -372,7 +374,11 @@ class SegmentationNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except _rclpy.RCLError as err:  # rcl refuses a params file it cannot read or parse, and bad --ros-args
+        print(f'segment_node: cannot start: {err}', file=sys.stderr)
+        return 2
     try:
         node = SegmentationNode()
     except ConfigError as err:

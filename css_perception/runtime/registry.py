@@ -128,19 +128,26 @@ class Registry:
         """Copy a model in as ``version`` (default: the next one), record its sha256, and point ``CURRENT`` at it.
 
         Raises:
-            RegistryError: the version exists already (published models are immutable).
+            RegistryError: the version exists already (published models are immutable), or the registry cannot
+                be written.
         """
         modality = Modality(modality)
         directory = self.directory(modality)
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RegistryError(f'cannot create the registry directory {directory}: {err}') from err
         version = version or self.next_version(modality)
         target = self._confined(modality, version)
         if target.exists():
             raise RegistryError(f'{modality.value} model {version} exists already; published models are immutable')
         data = Path(onnx_path).read_bytes()
         digest = hashlib.sha256(data).hexdigest()
-        _atomic_write(target, data)
-        _atomic_write(target.with_name(target.name + '.sha256'), f'{digest}  {target.name}\n'.encode())
+        try:
+            _atomic_write(target, data)
+            _atomic_write(target.with_name(target.name + '.sha256'), f'{digest}  {target.name}\n'.encode())
+        except OSError as err:
+            raise RegistryError(f'cannot write {target}: {err}') from err
         entry = RegistryEntry(modality, version, target, digest)
         if make_current:
             self.set_current(modality, version)

@@ -43,3 +43,14 @@ def test_unknown_command_prints_usage() -> None:
     result = _run('fly')
     assert result.returncode == 2
     assert 'usage: css-perception {node,play,monitor,registry}' in result.stderr
+
+
+def test_the_node_refuses_a_params_file_it_cannot_read(tmp_path) -> None:
+    broken = tmp_path / 'broken.yaml'
+    broken.write_text('segment_node: {ros__parameters: [\n')
+    for params in (broken, tmp_path / 'missing.yaml'):
+        result = _run('node', '--params', str(params))
+        assert result.returncode == 2
+        assert 'segment_node: cannot start: ' in result.stderr
+        assert str(params) in result.stderr
+        assert 'Traceback' not in result.stderr

@@ -39,6 +39,14 @@ def test_published_versions_are_immutable(registry: Registry, tmp_path) -> None:
         registry.publish(tmp_path / 'v1.onnx', L, 'v1')
 
 
+def test_a_registry_that_cannot_be_written_is_a_registry_error(tmp_path) -> None:
+    root = tmp_path / 'a_file'
+    root.write_text('not a directory')
+    with pytest.raises(RegistryError, match='cannot create the registry directory'):
+        Registry(root).publish(write_model(tmp_path / 'v1.onnx', lidar_metadata('v1')), L)
+    assert root.read_text() == 'not a directory'
+
+
 def test_rollback_past_the_oldest_is_refused(registry: Registry) -> None:
     registry.set_current(L, 'v1')
     with pytest.raises(RegistryError, match='no lidar version before v1'):

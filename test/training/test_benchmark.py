@@ -385,6 +385,22 @@ def test_an_unknown_modality_key_is_refused(tmp_path: Path) -> None:
         BenchmarkConfig.load(preset)
 
 
+def test_an_unreadable_preset_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / 'broken.yaml'
+    broken.write_text('name: p\nmethods: [mib,\n')
+    listed = tmp_path / 'listed.yaml'
+    listed.write_text('- mib\n')
+    for preset, message in (
+        (broken, 'cannot read benchmark preset'),
+        (listed, 'a benchmark preset is a mapping, got list'),
+        (tmp_path / 'missing.yaml', 'cannot read benchmark preset'),
+    ):
+        assert main(['continual', '--config', str(preset)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith('css-bench: ')
+        assert message in err
+
+
 @pytest.mark.parametrize('preset', sorted(Path('config/benchmarks').glob('*.yaml')), ids=lambda p: p.stem)
 def test_the_shipped_presets_load_with_their_base_configs(preset: Path) -> None:
     config = BenchmarkConfig.load(preset)

@@ -104,7 +104,15 @@ class BenchmarkConfig:
 
     @classmethod
     def load(cls, path: Path) -> BenchmarkConfig:
-        values = yaml.safe_load(Path(path).read_text()) or {}
+        """Raises ConfigError: unreadable file, not a mapping, unknown key or bad value."""
+        try:
+            values = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            msg = f'cannot read benchmark preset {path}: {err}'
+            raise ConfigError(msg) from err
+        if not isinstance(values, dict):
+            msg = f'{path}: a benchmark preset is a mapping, got {type(values).__name__}'
+            raise ConfigError(msg)
         unknown = sorted(set(values) - set(cls.__dataclass_fields__))
         if unknown:
             msg = f'{path}: unknown benchmark keys {unknown}'

@@ -180,14 +180,8 @@ def _export(args: argparse.Namespace) -> None:
     data = cfg.data
     records = read_records(_paths(cfg, args.data, 'val'), cfg.modality, data.topics, data.cache_dir, ontology)
     ids = metadata.class_ids
-    dataset = (
-        LidarDataset(records, metadata.input_spec, ids)
-        if metadata.modality is Modality.LIDAR
-        # type: ignore[arg-type]
-        else (
-            CameraDataset(records, metadata.input_spec, ids)  # type: ignore[arg-type]
-        )
-    )
+    kind = LidarDataset if metadata.modality is Modality.LIDAR else CameraDataset
+    dataset = kind(records, metadata.input_spec, ids)  # type: ignore[arg-type]
     inputs = _parity_inputs(dataset, PARITY_SAMPLES)
     entry, check = export_and_publish(
         net,
