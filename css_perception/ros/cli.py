@@ -35,6 +35,9 @@ def _registry(rest: list[str]) -> int:
     )
     args = parser.parse_args(rest)
     registry = Registry(args.model_dir)
+    if not registry.root.is_dir():
+        print(f'css-perception registry: no registry at {registry.root}', file=sys.stderr)
+        return 2
     failed = False
     for modality in args.modality or [m.value for m in Modality]:
         try:

@@ -104,14 +104,12 @@ def play(
                 return stats
 
 
-def _remaps(values: Sequence[str]) -> dict[str, str]:
-    pairs = {}
-    for value in values:
-        old, sep, new = value.partition(':=')
-        if not sep or not old or not new:
-            raise argparse.ArgumentTypeError(f'--remap takes OLD:=NEW, got {value!r}')
-        pairs[old] = new
-    return pairs
+def _remap(value: str) -> tuple[str, str]:
+    """One ``OLD:=NEW`` remapping (an argparse type: a bad one is a usage error)."""
+    old, sep, new = value.partition(':=')
+    if not sep or not old or not new:
+        raise argparse.ArgumentTypeError(f'takes OLD:=NEW, got {value!r}')
+    return old, new
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--rate', type=float, default=1.0, help='playback speed factor')
     parser.add_argument('--fast', action='store_true', help='publish as fast as possible, ignoring stamps')
     parser.add_argument('--loop', action='store_true', help='start again at the end')
-    parser.add_argument('--remap', nargs='+', default=[], help='OLD:=NEW topic remappings')
+    parser.add_argument('--remap', nargs='+', type=_remap, default=[], help='OLD:=NEW topic remappings')
     parser.add_argument('--start-delay', type=float, default=1.0, help='seconds to wait for subscribers')
     args = parser.parse_args(argv)
     rclpy.init()
@@ -134,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             rate=args.rate,
             fast=args.fast,
             loop=args.loop,
-            remap=_remaps(args.remap),
+            remap=dict(args.remap),
             start_delay=args.start_delay,
         )
     except KeyboardInterrupt:

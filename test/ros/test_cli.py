@@ -54,3 +54,13 @@ def test_the_node_refuses_a_params_file_it_cannot_read(tmp_path) -> None:
         assert 'segment_node: cannot start: ' in result.stderr
         assert str(params) in result.stderr
         assert 'Traceback' not in result.stderr
+
+
+def test_usage_errors_are_one_line_and_exit_2(tmp_path) -> None:
+    missing = _run('registry', 'list', '--model-dir', str(tmp_path / 'nowhere'))
+    assert missing.returncode == 2
+    assert f'no registry at {tmp_path / "nowhere"}' in missing.stderr
+    remap = _run('play', str(tmp_path), '--remap', 'points')
+    assert remap.returncode == 2
+    assert "argument --remap: takes OLD:=NEW, got 'points'" in remap.stderr
+    assert 'Traceback' not in missing.stderr + remap.stderr
