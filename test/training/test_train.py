@@ -137,6 +137,16 @@ def test_a_run_is_not_overwritten_and_resume_needs_a_run(
     assert 'already holds a run' in capsys.readouterr().err
 
 
+def test_a_device_the_machine_lacks_is_refused_before_the_run_starts(
+    tmp_path: Path, tiny_bag: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = run_config(tmp_path, tiny_bag, epochs=1)
+    for device, message in (('cuda:99', "device 'cuda:99' asked for, but this torch"), ('gpu', "device 'gpu'")):
+        assert main(['base', '--config', str(config), '--set', f'device={device}']) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / 'runs').exists()
+
+
 def test_bad_configs_are_refused_with_the_key_named(tmp_path: Path, tiny_bag: Path) -> None:
     config = run_config(tmp_path, tiny_bag)
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['optim.learning_rate'\]"):

@@ -55,7 +55,9 @@ CSV_FIELDS = ('epoch', 'step', 'lr', 'loss', 'ce', 'lovasz', 'samples_per_s', 'v
 
 
 class TrainError(RuntimeError):
-    """A run cannot start: its output directory holds another run, or there is nothing to resume."""
+    """A run cannot start: its output directory holds another run, there is nothing to resume, or it names a
+    device this machine does not have.
+    """
 
 
 def train_one_epoch(
@@ -295,9 +297,27 @@ def place_model(net: SegmentationNet, device: torch.device) -> SegmentationNet:
 
 
 def choose_device(name: str) -> torch.device:
+    """The torch device a run config's ``device`` names.
+
+    Raises:
+        TrainError: not a device name, or a CUDA device this torch build or machine does not have.
+    """
     if name == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        msg = f'device {name!r}: {err}'
+        raise TrainError(msg) from err
+    if device.type == 'cuda':
+        available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= available:
+            msg = (
+                f'device {name!r} asked for, but this torch ({torch.__version__}) sees {available} CUDA device(s); '
+                'use device=auto or cpu'
+            )
+            raise TrainError(msg)
+    return device
 
 
 def finished_run(cfg: RunConfig) -> bool:
