@@ -95,6 +95,7 @@ class ModalityState:
 class SegmentationNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__('segment_node', **kwargs)
+        self.states: dict[Modality, ModalityState] = {}  # before anything can fail: destroy_node reads it
         self.config: NodeConfig = declare_and_read(self)
         cfg = self.config
         self.registry = Registry(cfg.model_dir)
@@ -106,7 +107,6 @@ class SegmentationNode(Node):
         latched = QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
         )
-        self.states: dict[Modality, ModalityState] = {}
         self._frame_id = 'base_link'
         self._legend_frame = ''
         self._legend_lock = threading.Lock()

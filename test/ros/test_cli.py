@@ -45,6 +45,13 @@ def test_unknown_command_prints_usage() -> None:
     assert 'usage: css-perception {node,play,monitor,registry}' in result.stderr
 
 
+def test_the_node_refuses_a_bad_parameter_value_in_one_line() -> None:
+    result = _run('node', '--ros-args', '-p', 'overlay_alpha:=3.0')
+    assert result.returncode == 2
+    assert 'invalid parameters: overlay_alpha=3.0 (expected in [0, 1])' in result.stderr
+    assert 'Traceback' not in result.stderr
+
+
 def test_the_node_refuses_a_params_file_it_cannot_read(tmp_path) -> None:
     broken = tmp_path / 'broken.yaml'
     broken.write_text('segment_node: {ros__parameters: [\n')
