@@ -401,6 +401,17 @@ def test_an_unreadable_preset_is_a_one_line_error(tmp_path: Path, capsys: pytest
         assert message in err
 
 
+def test_unknown_splits_and_bad_seeds_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    preset = 'config/benchmarks/small.yaml'
+    rendered = ['--from-json', 'docs/continual_small.json']  # nothing trains, refused or not
+    assert main(['continual', '--config', preset, '--splits', '12-5,9-9', *rendered]) == 2
+    assert "small: splits ['9-9'] are not in the preset (it has ['12-1x3', '12-5'])" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        main(['continual', '--config', preset, '--seeds', '0,one', *rendered])
+    assert usage.value.code == 2
+    assert "argument --seeds: takes comma-separated integers, got '0,one'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize('preset', sorted(Path('config/benchmarks').glob('*.yaml')), ids=lambda p: p.stem)
 def test_the_shipped_presets_load_with_their_base_configs(preset: Path) -> None:
     config = BenchmarkConfig.load(preset)

@@ -33,6 +33,13 @@ __all__ = ['get_args_parser', 'main']
 START, END = '<!-- continual:{name}:start -->', '<!-- continual:{name}:end -->'
 
 
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(','))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'takes comma-separated integers, got {text!r}') from None
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='css-bench', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -50,7 +57,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         help='add the results to an earlier results file (same runs replaced) and render that',
     )
     continual.add_argument('--methods', help="comma-separated subset of the preset's methods")
-    continual.add_argument('--seeds', help="comma-separated subset of the preset's seeds")
+    continual.add_argument('--seeds', type=_seeds, help="comma-separated seeds to run instead of the preset's")
     continual.add_argument('--splits', help="comma-separated subset of the preset's splits")
     paired = sub.add_parser('paired', help='two methods of earlier results, paired by seed')
     paired.add_argument('results', type=Path, nargs='+', help='results JSON files, merged in order')
@@ -82,9 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.methods:
             config.keep_methods(args.methods.split(','))
         if args.seeds:
-            config.seeds = tuple(int(v) for v in args.seeds.split(','))
+            config.seeds = args.seeds
         if args.splits:
-            config.splits = {k: v for k, v in config.splits.items() if k in args.splits.split(',')}
+            config.keep_splits(args.splits.split(','))
         # Read before the run: --merge may name the file the run itself writes (out/bench/continual_<name>.json).
         earlier = json.loads(args.merge.read_text()) if args.merge and args.merge.exists() else {'runs': []}
         results = json.loads(args.from_json.read_text()) if args.from_json else run_continual(config, args.only)

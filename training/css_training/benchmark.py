@@ -138,6 +138,18 @@ class BenchmarkConfig:
         """Every method named by the preset's list or a modality's own."""
         return set(self.methods).union(*(s.get('methods', ()) for s in self.modalities.values()))
 
+    def keep_splits(self, chosen: Sequence[str]) -> None:
+        """Restricts the splits to ``chosen`` (``--splits``).
+
+        Raises:
+            ConfigError: a chosen split is not in the preset.
+        """
+        unknown = sorted(set(chosen) - set(self.splits))
+        if unknown:
+            msg = f'{self.name}: splits {unknown} are not in the preset (it has {sorted(self.splits)})'
+            raise ConfigError(msg)
+        self.splits = {k: v for k, v in self.splits.items() if k in chosen}
+
     def keep_methods(self, chosen: Sequence[str]) -> None:
         """Restricts the method lists, the preset's and each modality's own, to ``chosen`` (``--methods``).
 
