@@ -133,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--out', type=Path, help='write the report as JSON here')
     parser.add_argument('--ready-file', type=Path, help="touch this file once the node's outputs are matched")
     args = parser.parse_args(argv)
+    try:  # before watching: a path that cannot be written would lose the whole report at the end
+        for path in filter(None, (args.out, args.ready_file)):
+            path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        print(f'css-perception monitor: {err}', file=sys.stderr)
+        return 2
     rclpy.init()
     monitor = OutputMonitor(args.node)
     executor = SingleThreadedExecutor()
@@ -151,10 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     monitor.destroy_node()
     rclpy.try_shutdown()
     text = json.dumps(report, indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + '\n')
     print(text)
+    if args.out:
+        try:
+            args.out.write_text(text + '\n')
+        except OSError as err:
+            print(f'css-perception monitor: cannot write the report: {err}', file=sys.stderr)
+            return 2
     return 0 if report['messages'] else 1
 
 

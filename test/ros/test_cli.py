@@ -64,10 +64,14 @@ def test_the_node_refuses_a_params_file_it_cannot_read(tmp_path) -> None:
 
 
 def test_usage_errors_are_one_line_and_exit_2(tmp_path) -> None:
+    (tmp_path / 'a_file').write_text('')
     missing = _run('registry', 'list', '--model-dir', str(tmp_path / 'nowhere'))
     assert missing.returncode == 2
     assert f'no registry at {tmp_path / "nowhere"}' in missing.stderr
+    unwritable = _run('monitor', '--out', str(tmp_path / 'a_file' / 'report.json'), '--duration', '30')
+    assert unwritable.returncode == 2
+    assert 'css-perception monitor: ' in unwritable.stderr
     remap = _run('play', str(tmp_path), '--remap', 'points')
     assert remap.returncode == 2
     assert "argument --remap: takes OLD:=NEW, got 'points'" in remap.stderr
-    assert 'Traceback' not in missing.stderr + remap.stderr
+    assert 'Traceback' not in missing.stderr + remap.stderr + unwritable.stderr
