@@ -167,3 +167,9 @@ def test_cli_records_and_refuses_bad_settings(tmp_path: Path, capsys: pytest.Cap
     assert "unknown LidarConfig keys ['beam']" in err
     assert main(['record', str(tmp_path / 'other'), '--scans', '0']) == 2
     assert 'scans must be >= 1' in capsys.readouterr().err
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('')
+    assert main(['record', str(blocker / 'seq'), '--scans', '1', '--quiet', '--no-camera']) == 2
+    assert f'cannot write {blocker / "seq"}' in capsys.readouterr().err
+    assert main(['split', str(blocker / 'split'), '--train', '1', '--val', '1', '--test', '1', '--quiet']) == 2
+    assert f'cannot write the split under {blocker / "split"}' in capsys.readouterr().err

@@ -16,7 +16,7 @@ from css_perception.core.metadata import ClassInfo
 from css_perception.runtime.model import SegmentationModel
 from css_perception.runtime.registry import Registry
 from css_perception.runtime.segmenter import make_segmenter
-from css_training.checkpoint import load_checkpoint, read_checkpoint
+from css_training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from css_training.cli import main
 from css_training.config import ConfigError, load_config
 from css_training.data.bags import read_lidar_scans
@@ -135,6 +135,28 @@ def test_a_run_is_not_overwritten_and_resume_needs_a_run(
     assert main(['base', '--config', str(config)]) == 0
     assert main(['base', '--config', str(config)]) == 2
     assert 'already holds a run' in capsys.readouterr().err
+
+
+def test_files_that_are_not_checkpoints_are_named_as_such(
+    tmp_path: Path, tiny_bag: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = run_config(tmp_path, tiny_bag, epochs=1)
+    assert main(['base', '--config', str(config)]) == 0
+    real = tmp_path / 'runs' / 'lidar_tiny' / 'best.pt'
+    (tmp_path / 'notes.pt').write_text('not a checkpoint')
+    (tmp_path / 'cut.pt').write_bytes(real.read_bytes()[:2000])
+    torch.save({'weights': torch.zeros(2)}, tmp_path / 'other.pt')
+    for name, message in (
+        ('notes.pt', 'is not a torch checkpoint, or is truncated'),
+        ('cut.pt', 'is not a torch checkpoint, or is truncated'),
+        ('other.pt', 'is not a css_training checkpoint'),
+        ('missing.pt', 'cannot read checkpoint'),
+    ):
+        with pytest.raises(CheckpointError, match=message):
+            read_checkpoint(tmp_path / name)
+    assert main(['eval', str(tmp_path / 'notes.pt'), '--data', str(tiny_bag)]) == 2
+    assert 'notes.pt is not a torch checkpoint' in capsys.readouterr().err
+    assert read_checkpoint(real)['model_config']
 
 
 def test_a_device_the_machine_lacks_is_refused_before_the_run_starts(

@@ -13,6 +13,7 @@ import logging
 import os
 import pickle
 import random
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = 'cpu') 
         CheckpointError: missing, unreadable, or not a css_training checkpoint.
     """
     path = Path(path)
+    if path.is_file() and not zipfile.is_zipfile(path):  # else torch's error suggests weights_only=False
+        msg = f'{path} is not a torch checkpoint, or is truncated (torch saves a zip archive)'
+        raise CheckpointError(msg)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:

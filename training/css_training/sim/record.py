@@ -175,7 +175,7 @@ def simulate(config: SimConfig, out: Path, progress: bool = True, ontology: Onto
                     write(add['/camera/image_raw'], stamp, image_message(ts, image, 'rgb8', stamp, frame))
                     write(add['/camera/labels'], stamp, image_message(ts, labels, 'mono16', stamp, frame))
                     write(add['/camera/camera_info'], stamp, camera_info(ts, stamp, frame, cam.width, cam.height, k))
-    except WriterError as err:
+    except (WriterError, OSError) as err:
         msg = f'cannot write {out}: {err}'
         raise BagError(msg) from err
     frames = sum(1 for e in events if e[1] == 'camera')
@@ -191,6 +191,10 @@ def generate_split(
     sequences (streets), ``root/<part>/00``, ``01``, ...: rare objects are few per street, so a part scored on
     them needs several. Sequence j of the part at position k draws from seed ``config.seed + 1000 k + j``.
     A split already generated with the same settings is reused: ``split.yaml``, written last, records them.
+
+    Raises:
+        SimConfigError: a part without scans.
+        BagError: the split cannot be written under ``root``.
     """
     root = Path(root)
     plain = {name: list(n) if isinstance(n, list | tuple) else n for name, n in scans.items()}
@@ -208,20 +212,24 @@ def generate_split(
     every = [path for part in paths.values() for path in part]
     if marker.exists() and yaml.safe_load(marker.read_text()) == wanted and all(p.exists() for p in every):
         return paths
-    marker.unlink(missing_ok=True)
     ontology = Ontology.load()
-    for offset, name in enumerate(counts):
-        if (root / name).exists():
-            shutil.rmtree(root / name)
-        for j, (path, count) in enumerate(zip(paths[name], counts[name], strict=True)):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            seed = config.seed + 1000 * offset + j
-            report = simulate(replace(config, seed=seed, scans=count), path, progress, ontology)
-            if progress:
-                where = path.relative_to(root)
-                print(f'{where}: {report.scans} scans, {report.frames} frames in {report.seconds:.1f} s')
-                print(report.histogram.table(ontology))
-    marker.write_text(yaml.safe_dump(wanted))
+    try:
+        marker.unlink(missing_ok=True)
+        for offset, name in enumerate(counts):
+            if (root / name).exists():
+                shutil.rmtree(root / name)
+            for j, (path, count) in enumerate(zip(paths[name], counts[name], strict=True)):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                seed = config.seed + 1000 * offset + j
+                report = simulate(replace(config, seed=seed, scans=count), path, progress, ontology)
+                if progress:
+                    where = path.relative_to(root)
+                    print(f'{where}: {report.scans} scans, {report.frames} frames in {report.seconds:.1f} s')
+                    print(report.histogram.table(ontology))
+        marker.write_text(yaml.safe_dump(wanted))
+    except OSError as err:
+        msg = f'cannot write the split under {root}: {err}'
+        raise BagError(msg) from err
     return paths
 
 
