@@ -159,7 +159,7 @@ def test_files_that_are_not_checkpoints_are_named_as_such(
     assert read_checkpoint(real)['model_config']
 
 
-def test_a_device_the_machine_lacks_is_refused_before_the_run_starts(
+def test_a_run_that_cannot_start_here_is_refused_in_one_line(
     tmp_path: Path, tiny_bag: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = run_config(tmp_path, tiny_bag, epochs=1)
@@ -167,6 +167,9 @@ def test_a_device_the_machine_lacks_is_refused_before_the_run_starts(
         assert main(['base', '--config', str(config), '--set', f'device={device}']) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / 'runs').exists()
+    (tmp_path / 'a_file').write_text('')
+    assert main(['base', '--config', str(config), '--set', f'out_dir={tmp_path / "a_file" / "runs"}']) == 2
+    assert f"css-train base: [Errno 20] Not a directory: '{tmp_path / 'a_file' / 'runs'}" in capsys.readouterr().err
 
 
 def test_bad_configs_are_refused_with_the_key_named(tmp_path: Path, tiny_bag: Path) -> None:

@@ -49,6 +49,7 @@ _ERRORS = (
     RuntimeModelError,
     SimConfigError,
     TrainError,
+    OSError,  # an output folder that cannot be made or written, a file that cannot be read: the message names it
 )
 PARITY_SAMPLES = 8
 

@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.root, config, {'train': args.train, 'val': args.val, 'test': args.test}, not args.quiet
             )
             print('\n'.join(f'{name}: {" ".join(map(str, part))}' for name, part in paths.items()))
-    except (SimConfigError, BagError) as err:
+    except (SimConfigError, BagError, OSError) as err:
         print(f'css-sim: {err}', file=sys.stderr)
         return 2
     return 0
