@@ -163,8 +163,12 @@ def test_a_run_that_cannot_start_here_is_refused_in_one_line(
     tmp_path: Path, tiny_bag: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = run_config(tmp_path, tiny_bag, epochs=1)
-    for device, message in (('cuda:99', "device 'cuda:99' asked for, but this torch"), ('gpu', "device 'gpu'")):
-        assert main(['base', '--config', str(config), '--set', f'device={device}']) == 2
+    for setting, message in (
+        ('device=cuda:99', "device 'cuda:99' asked for, but this torch"),
+        ('device=gpu', "device 'gpu'"),
+        ('model.arch=unet', "unknown model architecture 'unet'"),
+    ):
+        assert main(['base', '--config', str(config), '--set', setting]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / 'runs').exists()
     (tmp_path / 'a_file').write_text('')

@@ -33,6 +33,7 @@ from css_training.data.errors import DataError
 from css_training.datasets import CameraDataset, DatasetError, LidarDataset, read_records
 from css_training.evaluate import Metrics, evaluate_camera, evaluate_lidar, evaluate_net, write_report
 from css_training.export import ExportError, export_and_publish, export_onnx, metadata_from_checkpoint, parity
+from css_training.models import ModelConfigError
 from css_training.sim.config import SimConfigError
 from css_training.train import TrainError, train
 
@@ -45,6 +46,7 @@ _ERRORS = (
     DatasetError,
     ExportError,
     MetadataError,
+    ModelConfigError,
     OntologyError,
     RuntimeModelError,
     SimConfigError,
