@@ -184,6 +184,11 @@ def test_bad_configs_are_refused_with_the_key_named(tmp_path: Path, tiny_bag: Pa
         load_config(config, ['optim.epochs=many'])
     with pytest.raises(ConfigError, match='modality must be one of'):
         load_config(config, ['modality=radar'])
+    with pytest.raises(ConfigError, match=r'out of range: seed=-1 \(in \[0, 2\*\*32\)\); optim.lr=-0.1 \(> 0\)'):
+        load_config(config, ['optim.lr=-0.1', 'seed=-1'])
+    for setting in ('num_workers=-1', 'eval_every=0', 'threads=0', 'optim.weight_decay=-1', 'optim.warmup=2'):
+        with pytest.raises(ConfigError, match=f'out of range: {setting.split("=")[0]}='):
+            load_config(config, [setting])
 
 
 def test_export_cli_publishes_a_model_whose_node_labels_equal_torch(tmp_path: Path, tiny_bag: Path) -> None:

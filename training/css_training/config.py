@@ -219,6 +219,23 @@ class RunConfig:
             raise ConfigError(msg)
         if self.optim.epochs < 1 or self.optim.batch_size < 1:
             raise ConfigError('optim.epochs and optim.batch_size must be >= 1')
+        o = self.optim
+        out_of_range = [
+            f'{key}={value!r} ({wanted})'
+            for key, value, ok, wanted in (
+                ('seed', self.seed, 0 <= self.seed < 2**32, 'in [0, 2**32)'),
+                ('num_workers', self.num_workers, self.num_workers >= 0, '>= 0'),
+                ('eval_every', self.eval_every, self.eval_every >= 1, '>= 1'),
+                ('threads', self.threads, self.threads is None or self.threads >= 1, '>= 1, or unset'),
+                ('optim.lr', o.lr, o.lr > 0, '> 0'),
+                ('optim.weight_decay', o.weight_decay, o.weight_decay >= 0, '>= 0'),
+                ('optim.warmup', o.warmup, 0 < o.warmup < 1, 'in (0, 1)'),
+                ('optim.grad_clip', o.grad_clip, o.grad_clip is None or o.grad_clip > 0, '> 0, or unset'),
+            )
+            if not ok
+        ]
+        if out_of_range:
+            raise ConfigError('out of range: ' + '; '.join(out_of_range))
         if self.continual.m2_teacher not in ('frozen', 'shared'):
             msg = f"continual.m2_teacher must be 'frozen' or 'shared', not {self.continual.m2_teacher!r}"
             raise ConfigError(msg)
