@@ -186,7 +186,15 @@ def test_bad_configs_are_refused_with_the_key_named(tmp_path: Path, tiny_bag: Pa
         load_config(config, ['modality=radar'])
     with pytest.raises(ConfigError, match=r'out of range: seed=-1 \(in \[0, 2\*\*32\)\); optim.lr=-0.1 \(> 0\)'):
         load_config(config, ['optim.lr=-0.1', 'seed=-1'])
-    for setting in ('num_workers=-1', 'eval_every=0', 'threads=0', 'optim.weight_decay=-1', 'optim.warmup=2'):
+    for setting in (
+        'num_workers=-1',
+        'eval_every=0',
+        'threads=0',
+        'optim.weight_decay=-1',
+        'optim.warmup=2',
+        'continual.lgkd_prev=-5',
+        'continual.m2_window=-1',
+    ):
         with pytest.raises(ConfigError, match=f'out of range: {setting.split("=")[0]}='):
             load_config(config, [setting])
 

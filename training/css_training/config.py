@@ -234,6 +234,13 @@ class RunConfig:
             )
             if not ok
         ]
+        c = self.continual
+        out_of_range += [
+            f'continual.{f.name}={getattr(c, f.name)!r} (>= 0)'
+            for f in dataclasses.fields(c)
+            if f.name.endswith(('_weight', '_prev', '_novel', '_alpha', '_beta', '_gamma', '_window'))
+            and getattr(c, f.name) < 0
+        ]
         if out_of_range:
             raise ConfigError('out of range: ' + '; '.join(out_of_range))
         if self.continual.m2_teacher not in ('frozen', 'shared'):
