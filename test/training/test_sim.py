@@ -167,6 +167,8 @@ def test_cli_records_and_refuses_bad_settings(tmp_path: Path, capsys: pytest.Cap
     assert "unknown LidarConfig keys ['beam']" in err
     assert main(['record', str(tmp_path / 'other'), '--scans', '0']) == 2
     assert 'scans must be >= 1' in capsys.readouterr().err
+    assert main(['record', str(tmp_path / 'other'), '--seed', '-4']) == 2
+    assert 'seed must be in [0, 2**32), not -4' in capsys.readouterr().err
     blocker = tmp_path / 'a_file'
     blocker.write_text('')
     assert main(['record', str(blocker / 'seq'), '--scans', '1', '--quiet', '--no-camera']) == 2

@@ -90,6 +90,7 @@ class SimConfig:
     def __post_init__(self) -> None:
         checks = [
             (self.scans >= 1, 'scans must be >= 1'),
+            (0 <= self.seed < 2**32, f'seed must be in [0, 2**32), not {self.seed}'),
             (self.storage in ('mcap', 'sqlite3'), f"storage must be 'mcap' or 'sqlite3', not {self.storage!r}"),
             (self.lidar.beams >= 1 and self.lidar.azimuth_steps >= 1, 'lidar beams and azimuth_steps must be >= 1'),
             (self.lidar.fov_up_deg > self.lidar.fov_down_deg, 'lidar fov_up_deg must exceed fov_down_deg'),
