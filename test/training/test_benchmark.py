@@ -345,8 +345,9 @@ def test_the_default_row_is_the_listed_method_or_its_own_run() -> None:
 def test_a_modality_can_list_its_own_methods(tmp_path: Path) -> None:
     preset = tmp_path / 'p.yaml'
     preset.write_text(
-        'name: p\nmethods: [mib, lgkd+lskd]\n'
-        'modalities:\n  lidar: {base: b.yaml, methods: [mib, default]}\n  camera: {base: c.yaml}\n'
+        "name: p\nmethods: [mib, lgkd+lskd]\nsplits: {'12-1': [[person]]}\nmodalities:\n"
+        '  lidar: {base: config/train/lidar_base.yaml, methods: [mib, default]}\n'
+        '  camera: {base: config/train/camera_base.yaml}\n'
     )
     config = BenchmarkConfig.load(preset)
     assert _methods(config, Modality.LIDAR) == [('mib', 'mib'), ('default (lgkd+m2skd)', 'lgkd+m2skd')]
@@ -361,8 +362,9 @@ def test_a_modality_can_list_its_own_methods(tmp_path: Path) -> None:
 def test_skip_leaves_out_a_method_on_one_split_only(tmp_path: Path) -> None:
     preset = tmp_path / 'p.yaml'
     preset.write_text(
-        "name: p\nseeds: [0]\nmethods: [mib, lskd, default]\nsplits: {'2-2': [[a, b]], '2-1x2': [[a], [b]]}\n"
-        "skip: {'2-1x2': [lskd, default]}\nmodalities:\n  camera: {base: c.yaml}\n"
+        'name: p\nseeds: [0]\nmethods: [mib, lskd, default]\n'
+        "splits: {'2-2': [[person, bicycle]], '2-1x2': [[person], [bicycle]]}\n"
+        "skip: {'2-1x2': [lskd, default]}\nmodalities:\n  camera: {base: config/train/camera_base.yaml}\n"
     )
     chains = [(split, label) for split, _, label, _, _ in _chains(BenchmarkConfig.load(preset), Modality.CAMERA)]
     assert chains == [('2-2', 'mib'), ('2-2', 'lskd'), ('2-2', 'default (lgkd+lskd)'), ('2-1x2', 'mib')]
@@ -383,6 +385,26 @@ def test_an_unknown_modality_key_is_refused(tmp_path: Path) -> None:
     preset.write_text('name: p\nmodalities:\n  lidar: {base: b.yaml, epochs: 3}\n')
     with pytest.raises(ConfigError, match=r"modalities.lidar.*unknown: \['epochs'\]"):
         BenchmarkConfig.load(preset)
+
+
+def test_a_preset_that_cannot_run_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    preset = tmp_path / 'p.yaml'
+    preset.write_text(
+        "name: p\nworkers: 0\nseeds: [x]\nsplits: {'12-2': [[person, dragon]], '12-1': [person]}\n"
+        'methods: [mib, lgkd+magic]\nmodalities:\n  lidar: {base: missing.yaml}\n  camera: {}\n'
+    )
+    with pytest.raises(ConfigError) as refused:
+        BenchmarkConfig.load(preset)
+    for problem in (
+        'workers must be an integer >= 1, not 0',
+        "seeds must be a non-empty list of integers in [0, 2**32), not ['x']",
+        "splits.12-2: ['dragon'] are not ontology classes",
+        'splits.12-1: expected a list of steps, each a list of class names',
+        "method 'lgkd+magic': unknown method(s) ['magic']",
+        'modalities.lidar.base: cannot read run config missing.yaml',
+        'modalities.camera needs a base run config',
+    ):
+        assert problem in str(refused.value)
 
 
 def test_an_unreadable_preset_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -32,7 +32,7 @@ from css_perception.core.metadata import Modality
 from css_perception.core.ontology import Ontology
 from css_training.checkpoint import load_checkpoint, read_checkpoint
 from css_training.config import ConfigError, RunConfig, load_config
-from css_training.continual import DEFAULT_METHODS, add_classes, step_config
+from css_training.continual import DEFAULT_METHODS, add_classes, parse_methods, step_config
 from css_training.datasets import read_records
 from css_training.evaluate import evaluate_net
 from css_training.export import metadata_from_checkpoint
@@ -125,14 +125,57 @@ class BenchmarkConfig:
                     f'(unknown: {extra})'
                 )
                 raise ConfigError(msg)
-        values = {k: tuple(v) if k in ('seeds', 'methods') else v for k, v in values.items()}
-        config = cls(**values)
+        if 'name' not in values:
+            msg = f'{path}: a benchmark preset needs a name'
+            raise ConfigError(msg)
+        try:
+            values = {k: tuple(v) if k in ('seeds', 'methods') else v for k, v in values.items()}
+            config = cls(**values)
+        except TypeError as err:
+            msg = f'{path}: {err}'
+            raise ConfigError(msg) from err
         listed = config.listed_methods()
         for split, skipped in config.skip.items():
             if split not in config.splits or not set(skipped) <= listed:
                 msg = f'{path}: skip.{split}: expected a split of the preset and methods it lists, got {skipped}'
                 raise ConfigError(msg)
+        problems = config._problems()
+        if problems:
+            msg = f'{path}: ' + '; '.join(problems)
+            raise ConfigError(msg)
         return config
+
+    def _problems(self) -> list[str]:
+        """What would stop the run later, found before it simulates or trains anything."""
+        known = {c.name for c in Ontology.load().classes}
+        problems = []
+        if not (isinstance(self.workers, int) and self.workers >= 1):
+            problems.append(f'workers must be an integer >= 1, not {self.workers!r}')
+        if not self.seeds or not all(isinstance(s, int) and 0 <= s < 2**32 for s in self.seeds):
+            problems.append(f'seeds must be a non-empty list of integers in [0, 2**32), not {list(self.seeds)}')
+        if not self.splits:
+            problems.append('splits is empty')
+        for split, steps in self.splits.items():
+            if not steps or not all(isinstance(step, list) and step for step in steps):
+                problems.append(f'splits.{split}: expected a list of steps, each a list of class names')
+                continue
+            unknown = sorted({n for step in steps for n in step} - known)
+            if unknown:
+                problems.append(f'splits.{split}: {unknown} are not ontology classes')
+        for method in sorted(self.listed_methods() - {'default'}):
+            try:
+                parse_methods(method, Modality.LIDAR)  # the camera leaves m2skd out itself
+            except ConfigError as err:
+                problems.append(f'method {method!r}: {err}')
+        for name, settings in self.modalities.items():
+            if not settings.get('base'):
+                problems.append(f'modalities.{name} needs a base run config')
+                continue
+            try:
+                load_config(settings['base'], list(settings.get('base_set', ())))
+            except ConfigError as err:
+                problems.append(f'modalities.{name}.base: {err}')
+        return problems
 
     def listed_methods(self) -> set[str]:
         """Every method named by the preset's list or a modality's own."""
