@@ -229,7 +229,7 @@ class RunConfig:
                 ('threads', self.threads, self.threads is None or self.threads >= 1, '>= 1, or unset'),
                 ('optim.lr', o.lr, o.lr > 0, '> 0'),
                 ('optim.weight_decay', o.weight_decay, o.weight_decay >= 0, '>= 0'),
-                ('optim.warmup', o.warmup, 0 < o.warmup < 1, 'in (0, 1)'),
+                ('optim.warmup', o.warmup, o.schedule != 'onecycle' or 0 < o.warmup < 1, 'in (0, 1) for onecycle'),
                 ('optim.grad_clip', o.grad_clip, o.grad_clip is None or o.grad_clip > 0, '> 0, or unset'),
             )
             if not ok
