@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from matplotlib.figure import Figure
 
 from css_perception.core.metadata import Modality
 from css_perception.core.ontology import Ontology
 from css_training.checkpoint import load_checkpoint, read_checkpoint
-from css_training.config import ConfigError, RunConfig, load_config
+from css_training.config import ConfigError, RunConfig, load_config, read_mapping
 from css_training.continual import DEFAULT_METHODS, add_classes, parse_methods, step_config
 from css_training.datasets import read_records
 from css_training.evaluate import evaluate_net
@@ -105,14 +104,7 @@ class BenchmarkConfig:
     @classmethod
     def load(cls, path: Path) -> BenchmarkConfig:
         """Raises ConfigError: unreadable file, not a mapping, unknown key or bad value."""
-        try:
-            values = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            msg = f'cannot read benchmark preset {path}: {err}'
-            raise ConfigError(msg) from err
-        if not isinstance(values, dict):
-            msg = f'{path}: a benchmark preset is a mapping, got {type(values).__name__}'
-            raise ConfigError(msg)
+        values = read_mapping(path, 'benchmark preset')
         unknown = sorted(set(values) - set(cls.__dataclass_fields__))
         if unknown:
             msg = f'{path}: unknown benchmark keys {unknown}'

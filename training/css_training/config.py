@@ -31,6 +31,7 @@ __all__ = [
     'apply_overrides',
     'load_config',
     'plain_values',
+    'read_mapping',
     'read_values',
 ]
 
@@ -304,13 +305,22 @@ def read_values(path: str | Path) -> dict[str, Any]:
     Raises:
         ConfigError: unreadable file, or not a mapping.
     """
+    return read_mapping(path, 'run config')
+
+
+def read_mapping(path: str | Path, kind: str) -> dict[str, Any]:
+    """The mapping in the YAML file ``path``, a ``kind`` (named in the errors).
+
+    Raises:
+        ConfigError: unreadable file, or not a mapping.
+    """
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as err:
-        msg = f'cannot read run config {path}: {err}'
+        msg = f'cannot read {kind} {path}: {err}'
         raise ConfigError(msg) from err
     if not isinstance(data, dict):
-        msg = f'{path}: a run config is a mapping, got {type(data).__name__}'
+        msg = f'{path}: a {kind} is a mapping, got {type(data).__name__}'
         raise ConfigError(msg)
     return data
 
