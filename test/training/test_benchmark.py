@@ -391,7 +391,7 @@ def test_a_preset_that_cannot_run_is_refused_before_anything_runs(tmp_path: Path
     preset = tmp_path / 'p.yaml'
     preset.write_text(
         "name: p\nworkers: 0\nseeds: [x]\nsplits: {'12-2': [[person, dragon]], '12-1': [person]}\n"
-        'methods: [mib, lgkd+magic]\nmodalities:\n  lidar: {base: missing.yaml}\n  camera: {}\n'
+        'methods: [mib, lgkd+magic]\nmodalities:\n  lidar: {base: missing.yaml}\n  camera:\n'
     )
     with pytest.raises(ConfigError) as refused:
         BenchmarkConfig.load(preset)

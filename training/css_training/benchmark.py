@@ -120,6 +120,8 @@ class BenchmarkConfig:
         if 'name' not in values:
             msg = f'{path}: a benchmark preset needs a name'
             raise ConfigError(msg)
+        if 'modalities' in values:  # a modality written with no settings is an empty mapping, not None
+            values['modalities'] = {k: v or {} for k, v in (values['modalities'] or {}).items()}
         try:
             values = {k: tuple(v) if k in ('seeds', 'methods') else v for k, v in values.items()}
             config = cls(**values)
@@ -145,8 +147,9 @@ class BenchmarkConfig:
             problems.append(f'workers must be an integer >= 1, not {self.workers!r}')
         if not self.seeds or not all(isinstance(s, int) and 0 <= s < 2**32 for s in self.seeds):
             problems.append(f'seeds must be a non-empty list of integers in [0, 2**32), not {list(self.seeds)}')
-        if not self.splits:
-            problems.append('splits is empty')
+        if not (isinstance(self.splits, dict) and self.splits):
+            problems.append(f'splits must be a non-empty mapping of split names to steps, not {self.splits!r}')
+            return problems
         for split, steps in self.splits.items():
             if not steps or not all(isinstance(step, list) and step for step in steps):
                 problems.append(f'splits.{split}: expected a list of steps, each a list of class names')
