@@ -2,6 +2,8 @@
 
     ros2 launch css_perception segment.launch.py points_topic:=/velodyne_points image_topic:=/camera/image_raw \
         model_dir:=/opt/models rviz:=true
+
+With ``image_transport:=compressed`` the node reads CompressedImage frames from ``<image_topic>/compressed``.
 """
 
 from launch.actions import DeclareLaunchArgument
@@ -20,6 +22,9 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument('points_topic', default_value='/points', description='input PointCloud2 topic'),
             DeclareLaunchArgument('image_topic', default_value='/camera/image_raw', description='input Image topic'),
             DeclareLaunchArgument(
+                'image_transport', default_value='raw', description="'raw', or 'compressed': <image_topic>/compressed"
+            ),
+            DeclareLaunchArgument(
                 'params_file',
                 default_value=PathJoinSubstitution([share, 'config', 'segment.yaml']),
                 description='parameters of segment_node',
@@ -31,7 +36,13 @@ def generate_launch_description() -> LaunchDescription:
                 executable='segment_node',
                 name='segment_node',
                 output='screen',
-                parameters=[LaunchConfiguration('params_file'), {'model_dir': LaunchConfiguration('model_dir')}],
+                parameters=[
+                    LaunchConfiguration('params_file'),
+                    {
+                        'model_dir': LaunchConfiguration('model_dir'),
+                        'image_transport': LaunchConfiguration('image_transport'),
+                    },
+                ],
                 remappings=[
                     ('points', LaunchConfiguration('points_topic')),
                     ('image', LaunchConfiguration('image_topic')),

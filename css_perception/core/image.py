@@ -15,7 +15,16 @@ import numpy as np
 
 from css_perception.core.errors import ConversionError
 
-__all__ = ['ENCODINGS', 'ImageData', 'array_to_image', 'compressed_to_rgb8', 'image_to_array', 'to_rgb8']
+__all__ = [
+    'COMPRESSED_FORMATS',
+    'ENCODINGS',
+    'ImageData',
+    'array_to_image',
+    'compressed_to_rgb8',
+    'image_to_array',
+    'rgb8_to_compressed',
+    'to_rgb8',
+]
 
 # encoding -> (channel dtype, channels). 8UC1/16UC1 are the generic names drivers use for mono data.
 ENCODINGS: dict[str, tuple[np.dtype, int]] = {
@@ -28,6 +37,8 @@ ENCODINGS: dict[str, tuple[np.dtype, int]] = {
     '8UC1': (np.dtype(np.uint8), 1),
     '16UC1': (np.dtype(np.uint16), 1),
 }
+# CompressedImage formats we write, as image_transport's compressed plugin names them.
+COMPRESSED_FORMATS = ('jpeg', 'png')
 # Channel order that turns each colour encoding into RGB.
 _TO_RGB: dict[str, list[int]] = {'rgb8': [0, 1, 2], 'bgr8': [2, 1, 0], 'rgba8': [0, 1, 2], 'bgra8': [2, 1, 0]}
 
@@ -110,15 +121,34 @@ def array_to_image(arr: np.ndarray, encoding: str) -> ImageData:
 
 
 def compressed_to_rgb8(fmt: str, data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
-    """Decode a ``CompressedImage`` (jpeg or png, as its ``format`` says) to (H, W, 3) uint8 RGB with Pillow.
+    """Decode a ``CompressedImage`` (jpeg or png; Pillow reads the kind from the bytes) to (H, W, 3) uint8 RGB.
 
     Raises:
-        ConversionError: the bytes are not a decodable image.
+        ConversionError: the bytes are not a decodable image, or declare one too large to decode safely.
     """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(bytes(data))) as img:
             return np.asarray(img.convert('RGB'))
-    except (UnidentifiedImageError, OSError) as err:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
         raise ConversionError(f'compressed image ({fmt or "no format"}) cannot be decoded: {err}') from err
+
+
+def rgb8_to_compressed(rgb: np.ndarray, fmt: str) -> tuple[str, bytes]:
+    """(H, W, 3) uint8 RGB -> a ``CompressedImage``'s ``format`` and ``data``, named as image_transport names them.
+
+    Raises:
+        ConversionError: ``fmt`` is not one of :data:`COMPRESSED_FORMATS` or ``rgb`` is not (H, W, 3) uint8.
+    """
+    from PIL import Image
+
+    if fmt not in COMPRESSED_FORMATS:
+        raise ConversionError(f'compressed format {fmt!r} is not one of {COMPRESSED_FORMATS}')
+    arr = np.asarray(rgb)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ConversionError(f'{arr.dtype} array of shape {arr.shape} is not rgb8 (H, W, 3 uint8)')
+    buf = io.BytesIO()
+    Image.fromarray(arr, 'RGB').save(buf, format=fmt.upper(), **({'quality': 90} if fmt == 'jpeg' else {}))
+    # The compressed plugin's convention: "<source encoding>; <format> compressed <encoding the decoder yields>".
+    return f'rgb8; {fmt} compressed bgr8', buf.getvalue()

@@ -2,8 +2,9 @@
 
 Topics (relative names; the launch file remaps the inputs):
 
-- in  ``points`` (PointCloud2), ``image`` (Image): best effort, keep last 1, so a slow model drops stale frames
-  instead of queueing them.
+- in  ``points`` (PointCloud2), ``image`` (Image), or ``image/compressed`` (CompressedImage, jpeg/png) with
+  ``image_transport:=compressed``, named after ``image``'s remapped name as image_transport names it: best effort,
+  keep last 1, so a slow model drops stale frames instead of queueing them.
 - out ``~/lidar/points``: the input cloud's fields + ``label`` (uint16 ontology id) + ``rgb`` (packed float32, RViz's
   RGB8) + ``score`` (float32), with the input header. ``~/camera/labels`` (mono16/mono8 ids) and
   ``~/camera/overlay`` (rgb8), input header. ``~/legend`` (MarkerArray) and ``~/legend_json`` (latched String).
@@ -22,6 +23,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -33,13 +35,13 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image, PointCloud2
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from css_perception.core.errors import CoreError
-from css_perception.core.image import array_to_image, image_to_array, to_rgb8
+from css_perception.core.image import array_to_image, compressed_to_rgb8, image_to_array, to_rgb8
 from css_perception.core.metadata import Modality
 from css_perception.core.ontology import colour_lut, pack_rgb
 from css_perception.core.pointcloud import array_to_cloud, cloud_to_array, with_fields, xyz_intensity
@@ -124,9 +126,17 @@ class SegmentationNode(Node):
             self.states[Modality.CAMERA] = ModalityState(Modality.CAMERA)
             self.pub_labels = self.create_publisher(Image, '~/camera/labels', out_qos)
             self.pub_overlay = self.create_publisher(Image, '~/camera/overlay', out_qos)
+            msg_type, topic, callback = Image, 'image', self._on_raw_image
+            if cfg.image_transport == 'compressed':  # image_transport's name: the remapped base topic + /compressed
+                msg_type, topic, callback = (
+                    CompressedImage,
+                    f'{self.resolve_topic_name(topic)}/compressed',
+                    self._on_compressed,
+                )
             self.create_subscription(
-                Image, 'image', self._on_image, sensor_qos, callback_group=MutuallyExclusiveCallbackGroup()
+                msg_type, topic, callback, sensor_qos, callback_group=MutuallyExclusiveCallbackGroup()
             )
+            self.get_logger().info(f'camera frames: {msg_type.__name__} on {self.resolve_topic_name(topic)}')
         services = ReentrantCallbackGroup()
         self.create_service(Trigger, '~/reload_model', self._on_reload, callback_group=services)
         self.create_service(Trigger, '~/model_info', self._on_model_info, callback_group=services)
@@ -242,7 +252,14 @@ class SegmentationNode(Node):
         times = {'decode': t1 - t0, **result.timings, 'publish': t3 - t2, 'total': t3 - t0}
         self._finish(state, msg.header, serving, times)
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_raw_image(self, msg: Image) -> None:
+        self._on_frame(msg.header, lambda: to_rgb8(image_to_array(msg), msg.encoding))
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        self._on_frame(msg.header, lambda: compressed_to_rgb8(msg.format, msg.data))
+
+    def _on_frame(self, header: Header, decode: Callable[[], np.ndarray]) -> None:
+        """Segment one camera frame; ``decode`` runs inside the frame's error handling, so a bad frame is counted."""
         state = self.states[Modality.CAMERA]
         t0 = time.perf_counter()
         want_labels = self.pub_labels.get_subscription_count() > 0
@@ -251,17 +268,17 @@ class SegmentationNode(Node):
         if serving is None:
             return
         try:
-            rgb = to_rgb8(image_to_array(msg), msg.encoding)
+            rgb = decode()
             t1 = time.perf_counter()
             result = serving.segmenter.segment(rgb)
             t2 = time.perf_counter()
             if want_labels:
                 encoding = self.config.label_image_encoding
                 ids = result.labels if encoding == 'mono16' else np.minimum(result.labels, 255).astype(np.uint8)
-                self.pub_labels.publish(image_message(array_to_image(ids, encoding), msg.header))
+                self.pub_labels.publish(image_message(array_to_image(ids, encoding), header))
             if want_overlay:
                 blended = overlay(rgb, result.labels, serving.lut, self.config.overlay_alpha)
-                self.pub_overlay.publish(image_message(array_to_image(blended, 'rgb8'), msg.header))
+                self.pub_overlay.publish(image_message(array_to_image(blended, 'rgb8'), header))
         except (CoreError, RuntimeModelError) as err:
             self._bad_frame(state, err)
             return
@@ -271,7 +288,7 @@ class SegmentationNode(Node):
         state.canary = rgb
         t3 = time.perf_counter()
         times = {'decode': t1 - t0, **result.timings, 'publish': t3 - t2, 'total': t3 - t0}
-        self._finish(state, msg.header, serving, times)
+        self._finish(state, header, serving, times)
 
     # -- legend, diagnostics, services --------------------------------------------------------------------------
     def _publish_legend(self) -> None:

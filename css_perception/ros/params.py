@@ -36,7 +36,14 @@ def _positive(v: float) -> bool:
 
 PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec('enable_lidar', True, 'segment PointCloud2 scans from the `points` topic'),
-    ParameterSpec('enable_camera', True, 'segment Images from the `image` topic'),
+    ParameterSpec('enable_camera', True, 'segment camera frames from the `image` topic'),
+    ParameterSpec(
+        'image_transport',
+        'raw',
+        "camera input: 'raw' (Image on `image`) or 'compressed' (jpeg/png CompressedImage on `image`/compressed)",
+        lambda v: v in ('raw', 'compressed'),
+        "'raw' or 'compressed'",
+    ),
     ParameterSpec('model_dir', 'models', 'model registry root: <model_dir>/<modality>/CURRENT'),
     ParameterSpec('lidar_model', '', 'explicit LiDAR .onnx path; empty = the registry CURRENT (hot swap on)'),
     ParameterSpec('camera_model', '', 'explicit camera .onnx path; empty = the registry CURRENT (hot swap on)'),
@@ -82,6 +89,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
 class NodeConfig:
     enable_lidar: bool
     enable_camera: bool
+    image_transport: str
     model_dir: str
     lidar_model: str
     camera_model: str

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from dataclasses import replace
 
 import numpy as np
@@ -18,6 +20,7 @@ from css_perception.core.image import (
     array_to_image,
     compressed_to_rgb8,
     image_to_array,
+    rgb8_to_compressed,
     to_rgb8,
 )
 
@@ -89,6 +92,34 @@ def test_compressed_decodes(fmt: str) -> None:
 def test_compressed_garbage_raises() -> None:
     with pytest.raises(ConversionError, match='cannot be decoded'):
         compressed_to_rgb8('jpeg', b'not an image')
+
+
+@pytest.mark.parametrize(('fmt', 'magic', 'tolerance'), [('png', b'\x89PNG', 0), ('jpeg', b'\xff\xd8', 4)])
+def test_rgb8_is_compressed_as_image_transport_names_it(fmt: str, magic: bytes, tolerance: int) -> None:
+    arr = np.zeros((8, 12, 3), np.uint8)
+    arr[:, 6:] = [200, 100, 50]
+    name, data = rgb8_to_compressed(arr, fmt)
+    assert name == f'rgb8; {fmt} compressed bgr8'
+    assert data.startswith(magic)
+    error = np.abs(compressed_to_rgb8(name, data).astype(int) - arr)
+    assert error.mean() <= tolerance
+
+
+def test_compressing_refuses_other_formats_and_arrays() -> None:
+    with pytest.raises(ConversionError, match="'bmp' is not one of"):
+        rgb8_to_compressed(np.zeros((2, 2, 3), np.uint8), 'bmp')
+    with pytest.raises(ConversionError, match='is not rgb8'):
+        rgb8_to_compressed(np.zeros((2, 2), np.uint8), 'png')
+
+
+def test_a_compressed_image_declaring_a_huge_size_is_refused_before_decoding() -> None:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack('>I', len(body)) + kind + body + struct.pack('>I', zlib.crc32(kind + body))
+
+    header = struct.pack('>IIBBBBB', 30_000, 30_000, 8, 2, 0, 0, 0)  # 900 Mpx rgb8, no pixel data
+    bomb = b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IEND', b'')
+    with pytest.raises(ConversionError, match='cannot be decoded'):
+        compressed_to_rgb8('png', bomb)
 
 
 _GOOD = array_to_image(np.zeros((4, 5, 3), np.uint8), 'rgb8')

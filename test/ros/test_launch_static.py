@@ -49,11 +49,13 @@ def test_every_share_file_it_names_exists_and_is_installed() -> None:
 
 def test_inputs_are_remapped_from_launch_arguments() -> None:
     declared = {ast.literal_eval(c.args[0]) for c in _calls('DeclareLaunchArgument')}
-    assert {'points_topic', 'image_topic', 'params_file', 'model_dir', 'rviz'} <= declared
+    assert {'points_topic', 'image_topic', 'image_transport', 'params_file', 'model_dir', 'rviz'} <= declared
     node = next(c for c in _calls('Node') if ast.literal_eval(_kwargs(c)['package']) == 'css_perception')
     remaps = ast.unparse(_kwargs(node)['remappings'])
     assert "('points', LaunchConfiguration('points_topic'))" in remaps
     assert "('image', LaunchConfiguration('image_topic'))" in remaps
+    parameters = ast.unparse(_kwargs(node)['parameters'])
+    assert "'image_transport': LaunchConfiguration('image_transport')" in parameters
 
 
 def test_rviz_config_shows_the_node_outputs() -> None:

@@ -14,12 +14,12 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image, PointCloud2
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 from support.onnx_models import camera_metadata, lidar_metadata, write_model
 
-from css_perception.core.image import array_to_image, image_to_array
+from css_perception.core.image import array_to_image, image_to_array, rgb8_to_compressed
 from css_perception.core.metadata import Modality
 from css_perception.core.pointcloud import array_to_cloud, cloud_to_array
 from css_perception.ros.messages import cloud_message, image_message
@@ -56,16 +56,20 @@ def header(i: int, frame: str = 'velodyne') -> Header:
 class Harness:
     """The node under test plus a peer node that publishes inputs and records outputs."""
 
-    def __init__(self, context, params: dict) -> None:
+    def __init__(self, context, params: dict, image_topic: str = 'image') -> None:
         overrides = [Parameter(k, value=v) for k, v in params.items()]
-        self.node = SegmentationNode(context=context, parameter_overrides=overrides)
+        remap = ['--ros-args', '-r', f'image:={image_topic}']
+        self.node = SegmentationNode(context=context, parameter_overrides=overrides, cli_args=remap)
         self.peer = Node('test_peer', context=context)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.peer)
         self.got: dict[str, list] = {k: [] for k in ('cloud', 'labels', 'overlay', 'legend', 'prov', 'diag')}
         self.points_pub = self.peer.create_publisher(PointCloud2, 'points', 10)
-        self.image_pub = self.peer.create_publisher(Image, 'image', 10)
+        if params.get('image_transport') == 'compressed':
+            self.image_pub = self.peer.create_publisher(CompressedImage, f'{image_topic}/compressed', 10)
+        else:
+            self.image_pub = self.peer.create_publisher(Image, image_topic, 10)
 
     def listen(self, *names: str) -> None:
         topics = {
@@ -150,6 +154,28 @@ def test_camera_outputs(harness: Harness) -> None:
     assert over.encoding == 'rgb8'
     blended = image_to_array(over)
     np.testing.assert_array_equal(blended[0, 0], [(100 + 100) // 2, (100 + 150) // 2, (100 + 245) // 2])
+
+
+def test_compressed_frames_come_from_the_remapped_topic_and_a_bad_one_is_counted(ros_context, registry) -> None:
+    params = {'model_dir': str(registry.root), 'enable_lidar': False, 'image_transport': 'compressed'}
+    h = Harness(ros_context, params, image_topic='/cam/front')
+    try:
+        h.listen('labels', 'overlay')
+        assert h.image_pub.topic_name == '/cam/front/compressed'
+        h.image_pub.publish(CompressedImage(header=header(1, 'camera'), format='jpeg', data=b'not a jpeg'))
+        state = h.node.states[Modality.CAMERA]
+        assert spin_until(h.executor, lambda: state.counts['errors'] == 1)
+        assert 'cannot be decoded' in state.last_error
+        frame = np.full((30, 40, 3), 100, np.uint8)
+        fmt, data = rgb8_to_compressed(frame, 'png')
+        h.image_pub.publish(CompressedImage(header=header(2, 'camera'), format=fmt, data=data))
+        assert spin_until(h.executor, lambda: h.got['labels'] and h.got['overlay'])
+        labels, over = h.got['labels'][0], h.got['overlay'][0]
+        assert (labels.header.stamp.sec, labels.header.frame_id) == (102, 'camera')
+        assert (image_to_array(labels) == 10).all()
+        np.testing.assert_array_equal(image_to_array(over)[0, 0], [100, 125, 172])
+    finally:
+        h.close()
 
 
 def test_legend_is_latched_for_late_subscribers(harness: Harness) -> None:
