@@ -204,7 +204,7 @@ def test_pod_is_zero_for_identical_features_and_sees_spatial_change() -> None:
     assert t.grad is None
     assert s.grad is not None
     plain = pod_distillation([f], [t.detach()], [None], 8, 2)
-    assert float(loss) == pytest.approx(float(plain))
+    assert loss.item() == pytest.approx(plain.item())
     assert float(pod_distillation([f], [t.detach()], [None], 2, 2)) == pytest.approx(float(plain) / 2)
 
 
