@@ -16,6 +16,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
+from css_perception.core.image import rgb8_to_compressed
 from css_training.data import bags
 from css_training.data.bags import BagTopics, bag_summary, read_camera_frames, read_lidar_scans
 from css_training.data.errors import (
@@ -517,6 +518,31 @@ def test_camera_frames_and_their_label_images(tmp_path: Path, storage: str) -> N
     assert all(frame.labels is None for frame in read_camera_frames(bag, BagTopics(image_labels=None)))
 
 
+@pytest.mark.parametrize('storage', ['mcap', 'ros1'])
+def test_compressed_frames_read_as_their_pixels_and_a_corrupt_one_is_named(tmp_path: Path, storage: str) -> None:
+    ts = ROS1 if storage == 'ros1' else ROS2
+    topic, kind = '/camera/image_raw/compressed', 'sensor_msgs/msg/CompressedImage'
+    messages, sent = [], []
+    for i, (message_topic, msgtype, t, msg) in enumerate(camera_recording(ts)):
+        if message_topic != '/camera/image_raw':
+            messages.append((message_topic, msgtype, t, msg))
+            continue
+        sent.append(np.asarray(msg.data).reshape(4, 6, 3))
+        fmt, data = rgb8_to_compressed(sent[-1], 'png')  # lossless: the pixels must come back exactly
+        if i == 4:
+            fmt, data = 'jpeg', b'\xff\xd8 cut short'
+        compressed = ts.types[kind](header=header(ts, t, 'camera'), format=fmt, data=np.frombuffer(data, np.uint8))
+        messages.append((topic, kind, t, compressed))
+    topics = BagTopics(image=topic)
+    frames = read_camera_frames(write_bag(tmp_path / 'rec', messages[:4], storage), topics)
+    assert len(frames) == 2
+    for frame, image in zip(frames, sent, strict=False):
+        np.testing.assert_array_equal(frame.image, image)
+    np.testing.assert_array_equal(frames[1].labels, np.full((4, 6), 20, np.uint16))
+    with pytest.raises(DataError, match=rf'{topic} at {STAMPS[2]} ns: compressed image \(jpeg\) cannot be decoded'):
+        read_camera_frames(write_bag(tmp_path / 'bad', messages, storage), topics)
+
+
 def test_camera_label_images_must_fit_their_frame(tmp_path: Path) -> None:
     rgb = np.zeros((4, 6, 3), np.uint8)
     messages: list[Message] = [
@@ -533,5 +559,8 @@ def test_camera_label_images_must_fit_their_frame(tmp_path: Path) -> None:
     messages[1] = ('/camera/labels', 'sensor_msgs/msg/Image', T0, image_msg(ROS2, T0, rgb, 'rgb8'))
     with pytest.raises(LabelMismatchError, match='label images are mono8 or mono16'):
         read_camera_frames(write_bag(tmp_path / 'b', messages))
+    messages[1] = ('/camera/labels', 'sensor_msgs/msg/Image', T0, image_msg(ROS2, T0, rgb, 'yuv422'))
+    with pytest.raises(DataError, match=r"/camera/labels at .* ns: unsupported image encoding 'yuv422'"):
+        read_camera_frames(write_bag(tmp_path / 'd', messages))
     with pytest.raises(TopicNotFoundError, match=r'no topic /camera/image_raw; it has: /points'):
         read_camera_frames(write_bag(tmp_path / 'c', recording(ROS2)[-1:]))

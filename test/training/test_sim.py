@@ -10,7 +10,7 @@ import pytest
 from rosbags.highlevel import AnyReader
 
 from css_perception.core.ontology import Ontology
-from css_training.data.bags import bag_summary, read_camera_frames, read_lidar_scans
+from css_training.data.bags import BagTopics, bag_summary, read_camera_frames, read_lidar_scans
 from css_training.data.records import split_label
 from css_training.sim.cli import main
 from css_training.sim.config import CameraConfig, LidarConfig, SceneConfig, SimConfig, SimConfigError
@@ -57,6 +57,30 @@ def test_bag_reads_back_to_the_simulated_arrays(tmp_path: Path, storage: str) ->
     assert summary['/camera/camera_info'] == ('sensor_msgs/msg/CameraInfo', 3)
     assert summary['/tf_static'][1] == 1
     assert summary['/odom'] == ('nav_msgs/msg/Odometry', config.scans)
+
+
+def test_compressed_frames_are_recorded_as_robots_record_them(tmp_path: Path) -> None:
+    config = tmp_path / 'sim.yaml'
+    config.write_text(
+        'seed: 1\nlidar: {beams: 16, azimuth_steps: 360}\ncamera: {width: 64, height: 48, fx: 44, fy: 44}\n'
+    )
+    assert main(['record', str(tmp_path / 'png'), '--config', str(config), '--scans', '6', '--compressed', 'png']) == 0
+    summary = bag_summary(tmp_path / 'png')
+    assert summary['/camera/image_raw/compressed'] == ('sensor_msgs/msg/CompressedImage', 3)
+    assert '/camera/image_raw' not in summary
+    sim = Simulation(replace(SimConfig.load(config), scans=6))
+    frames = read_camera_frames(tmp_path / 'png', BagTopics(image='/camera/image_raw/compressed'))
+    assert len(frames) == 3
+    for k, frame in enumerate(frames):  # png is lossless: the rendered pixels, and labels beside them
+        image, labels = sim.frame(k)
+        np.testing.assert_array_equal(frame.image, image)
+        np.testing.assert_array_equal(frame.labels, labels)
+    jpeg = simulate(replace(SMALL, camera=replace(SMALL.camera, compression='jpeg')), tmp_path / 'jpeg', False)
+    frames = read_camera_frames(jpeg.path, BagTopics(image='/camera/image_raw/compressed'))
+    first, _ = Simulation(SMALL).frame(0)
+    assert np.abs(frames[0].image.astype(int) - first).mean() < 8
+    with pytest.raises(SimConfigError, match="camera compression must be 'none', 'jpeg' or 'png', not 'gif'"):
+        replace(SMALL, camera=replace(SMALL.camera, compression='gif'))
 
 
 def test_same_seed_same_bytes_other_seed_other_data(tmp_path: Path) -> None:

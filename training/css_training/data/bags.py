@@ -8,8 +8,9 @@ recordings are read as one). Layout (``docs/architecture.md``, "Labels in bags")
   many points as the scan, stamped like the scan (matched within ``label_tolerance_ns``). A cloud was chosen
   over ``UInt32MultiArray`` because it carries a header stamp and decodes through the node's own conversion.
   Points with a non-finite coordinate (NaN returns of organised clouds) are dropped with their labels.
-- Camera: ``sensor_msgs/Image`` frames converted to rgb8; labels are mono8/mono16 images stamped like their
-  frame (matched within ``label_tolerance_ns``).
+- Camera: ``sensor_msgs/Image`` frames, or jpeg/png ``CompressedImage`` ones (as robots often record them),
+  converted to rgb8; labels are mono8/mono16 images stamped like their frame (matched within
+  ``label_tolerance_ns``).
 - Poses: ``/tf`` (+ ``/tf_static``) from ``base_frame`` down to the cloud's frame, or ``nav_msgs/Odometry``
   plus the static transform to the sensor; interpolated at the scan stamp (:mod:`css_training.data.poses`).
 
@@ -31,7 +32,7 @@ import io
 import logging
 import struct
 from abc import abstractmethod
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
@@ -43,7 +44,7 @@ from rosbags.rosbag2 import ReaderError as Rosbag2Error
 from rosbags.typesys import Stores, get_typestore
 
 from css_perception.core.errors import ConversionError
-from css_perception.core.image import image_to_array, to_rgb8
+from css_perception.core.image import compressed_to_rgb8, image_to_array, to_rgb8
 from css_perception.core.pointcloud import cloud_to_array, xyz_intensity
 from css_training.data.cache import DiskStore, MemoryStore, SampleStore, content_key
 from css_training.data.errors import (
@@ -76,6 +77,7 @@ BagPath = str | Path | Sequence[str | Path]
 
 _CLOUD = ('sensor_msgs/msg/PointCloud2',)
 _IMAGE = ('sensor_msgs/msg/Image',)
+_FRAME = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 _TF = ('tf2_msgs/msg/TFMessage', 'tf/msg/tfMessage')
 _ODOM = ('nav_msgs/msg/Odometry',)
 _MCAP_MAGIC = b'\x89MCAP0\r\n'
@@ -94,7 +96,7 @@ class BagTopics:
         label_field: uint32 label field of the labelled cloud; None reads scans without labels.
         label_topic: PointCloud2 carrying ``label_field`` per scan, matched by stamp; None: labels are in
             ``points`` itself.
-        image: ``sensor_msgs/Image`` frames.
+        image: camera frames, ``sensor_msgs/Image`` or ``CompressedImage`` (e.g. ``/camera/image_raw/compressed``).
         image_labels: mono8/mono16 label images; None reads frames without labels.
         tf: dynamic transforms.
         tf_static: static transforms.
@@ -370,11 +372,7 @@ def _store_scan(message: Any, topics: BagTopics, store: SampleStore, i: int) -> 
 
 def _cloud(message: Any, topic: str) -> np.ndarray:
     """The cloud as a flat structured array, through the node's own conversion."""
-    try:
-        return cloud_to_array(message).reshape(-1)
-    except ConversionError as err:
-        msg = f'{topic} at {stamp_to_ns(message.header.stamp)} ns: {err}'
-        raise DataError(msg) from err
+    return _converted(message, topic, cloud_to_array).reshape(-1)
 
 
 def _fields(arr: np.ndarray) -> str:
@@ -478,7 +476,7 @@ def _poses_from(
 
 
 def _decode_frames(recording: _Recording, topics: BagTopics, store: SampleStore) -> dict[str, Any]:
-    recording.require(topics.image, _IMAGE)
+    recording.require(topics.image, _FRAME)
     if topics.image_labels is not None:
         recording.require(topics.image_labels, _IMAGE)
     samples: list[dict[str, Any]] = []
@@ -487,10 +485,11 @@ def _decode_frames(recording: _Recording, topics: BagTopics, store: SampleStore)
         stamp = stamp_to_ns(message.header.stamp)
         if topic == topics.image:
             name = f'image_{len(samples):06d}'
-            store.put(name, to_rgb8(image_to_array(message), message.encoding))
-            samples.append({'stamp_ns': stamp, 'image': name, 'labels': None, 'shape': [message.height, message.width]})
+            rgb = _converted(message, topic, _frame_rgb)
+            store.put(name, rgb)
+            samples.append({'stamp_ns': stamp, 'image': name, 'labels': None, 'shape': list(rgb.shape[:2])})
             continue
-        ids = image_to_array(message)
+        ids = _converted(message, topic, image_to_array)
         if ids.ndim != 2:
             msg = f'{topic} at {stamp} ns is {message.encoding}; label images are mono8 or mono16'
             raise LabelMismatchError(msg)
@@ -513,6 +512,21 @@ def _decode_frames(recording: _Recording, topics: BagTopics, store: SampleStore)
     if topics.image_labels is not None and (unmatched := int((match < 0).sum())) > 0:
         _log.warning('%d of %d frames have no label image on %s', unmatched, len(samples), topics.image_labels)
     return {'kind': 'camera', 'samples': samples}
+
+
+def _frame_rgb(message: Any) -> np.ndarray:
+    if message.__msgtype__ == 'sensor_msgs/msg/CompressedImage':
+        return compressed_to_rgb8(message.format, message.data)
+    return to_rgb8(image_to_array(message), message.encoding)
+
+
+def _converted(message: Any, topic: str, convert: Callable[[Any], np.ndarray]) -> np.ndarray:
+    """``convert(message)`` through the node's own conversions; a message they refuse is named by topic and stamp."""
+    try:
+        return convert(message)
+    except ConversionError as err:
+        msg = f'{topic} at {stamp_to_ns(message.header.stamp)} ns: {err}'
+        raise DataError(msg) from err
 
 
 class _Recording:

@@ -12,11 +12,19 @@ from typing import Any
 import numpy as np
 from rosbags.typesys.store import Typestore
 
-from css_perception.core.image import array_to_image
+from css_perception.core.image import array_to_image, rgb8_to_compressed
 from css_perception.core.pointcloud import array_to_cloud
 from css_training.data.poses import matrix_to_quat
 
-__all__ = ['camera_info', 'cloud_message', 'header', 'image_message', 'odometry', 'tf_message']
+__all__ = [
+    'camera_info',
+    'cloud_message',
+    'compressed_image_message',
+    'header',
+    'image_message',
+    'odometry',
+    'tf_message',
+]
 
 
 def header(ts: Typestore, stamp_ns: int, frame: str) -> Any:
@@ -52,6 +60,14 @@ def image_message(ts: Typestore, arr: np.ndarray, encoding: str, stamp_ns: int, 
         is_bigendian=int(image.is_bigendian),
         step=image.step,
         data=np.frombuffer(image.data, np.uint8),
+    )
+
+
+def compressed_image_message(ts: Typestore, rgb: np.ndarray, fmt: str, stamp_ns: int, frame: str) -> Any:
+    """A jpeg or png ``CompressedImage`` of an rgb8 frame."""
+    name, data = rgb8_to_compressed(rgb, fmt)
+    return ts.types['sensor_msgs/msg/CompressedImage'](
+        header=header(ts, stamp_ns, frame), format=name, data=np.frombuffer(data, np.uint8)
     )
 
 

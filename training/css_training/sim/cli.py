@@ -31,6 +31,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     common.add_argument('--beams', type=int, help='LiDAR beams')
     common.add_argument('--azimuth-steps', type=int, help='LiDAR azimuth steps per turn')
     common.add_argument('--no-camera', action='store_true', help='LiDAR only')
+    common.add_argument(
+        '--compressed',
+        choices=['jpeg', 'png'],
+        help='camera frames as CompressedImage on /camera/image_raw/compressed (default: rgb8 Image)',
+    )
     common.add_argument('--quiet', action='store_true', help='no progress bar or histogram')
     sub = parser.add_subparsers(dest='command', required=True)
     record = sub.add_parser('record', parents=[common], help='write one sequence')
@@ -52,6 +57,8 @@ def _config(args: argparse.Namespace) -> SimConfig:
     }
     lidar = {k: v for k, v in (('beams', args.beams), ('azimuth_steps', args.azimuth_steps)) if v is not None}
     camera = {'enabled': False} if args.no_camera else {}
+    if args.compressed:
+        camera['compression'] = args.compressed
     return replace(config, **top, lidar=replace(config.lidar, **lidar), camera=replace(config.camera, **camera))
 
 

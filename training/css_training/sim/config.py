@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from css_perception.core.image import COMPRESSED_FORMATS
+
 __all__ = ['DEFAULT_CLASSES', 'CameraConfig', 'LidarConfig', 'SceneConfig', 'SimConfig', 'SimConfigError']
 
 # The classes an urban street holds (ontology names); rare ones get few points, as in real driving data.
@@ -55,7 +57,11 @@ class LidarConfig:
 
 @dataclass(frozen=True)
 class CameraConfig:
-    """A forward-looking pinhole; ``cx``/``cy`` default to the image centre."""
+    """A forward-looking pinhole; ``cx``/``cy`` default to the image centre.
+
+    ``compression`` 'jpeg' or 'png' writes the frames as ``CompressedImage`` on ``/camera/image_raw/compressed``,
+    as robots often record them; 'none' writes rgb8 ``Image`` on ``/camera/image_raw``. Labels stay lossless.
+    """
 
     enabled: bool = True
     width: int = 320
@@ -67,6 +73,7 @@ class CameraConfig:
     rate_hz: float = 5.0
     mount: tuple[float, float, float] = (1.0, 0.0, 1.6)
     pitch_deg: float = 4.0
+    compression: str = 'none'
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,10 @@ class SimConfig:
             (0 <= self.lidar.dropout < 1, 'lidar dropout must be in [0, 1)'),
             (self.lidar.rate_hz > 0 and self.camera.rate_hz > 0, 'sensor rates must be > 0'),
             (self.camera.width >= 1 and self.camera.height >= 1, 'camera width and height must be >= 1'),
+            (
+                self.camera.compression in ('none', *COMPRESSED_FORMATS),
+                f"camera compression must be 'none', 'jpeg' or 'png', not {self.camera.compression!r}",
+            ),
             (self.scene.density >= 0 and self.scene.ego_speed >= 0, 'density and ego_speed must be >= 0'),
         ]
         for ok, msg in checks:

@@ -1,7 +1,8 @@
 """Simulated sequences: sensor samples on their own clocks, written as a rosbag2 recording.
 
 Topics: ``/points`` (x, y, z, intensity float32, label uint32 = ontology id | instance << 16, ring uint16) in
-``velodyne``, ``/camera/image_raw`` (rgb8), ``/camera/labels`` (mono16 ontology ids) and ``/camera/camera_info``
+``velodyne``, ``/camera/image_raw`` (rgb8; or ``/camera/image_raw/compressed``, jpeg or png, with
+``camera.compression``), ``/camera/labels`` (mono16 ontology ids) and ``/camera/camera_info``
 in ``camera_optical_frame``, ``/tf`` (odom -> base_link at every scan), ``/tf_static`` (base_link -> velodyne,
 base_link -> camera_link -> camera_optical_frame) and ``/odom``. Every sample draws its noise from a generator
 seeded by (seed, sensor, index), so a sequence is the same bytes for the same config.
@@ -23,7 +24,14 @@ from tqdm import tqdm
 
 from css_perception.core.ontology import Ontology
 from css_training.data.errors import BagError
-from css_training.data.messages import camera_info, cloud_message, image_message, odometry, tf_message
+from css_training.data.messages import (
+    camera_info,
+    cloud_message,
+    compressed_image_message,
+    image_message,
+    odometry,
+    tf_message,
+)
 from css_training.sim.config import SimConfig, SimConfigError
 from css_training.sim.sensors import (
     OPTICAL_FROM_BODY,
@@ -128,6 +136,8 @@ def simulate(config: SimConfig, out: Path, progress: bool = True, ontology: Onto
     cam = config.camera
     k = camera_intrinsics(cam)
     events = list(_events(sim))
+    compressed = cam.compression != 'none'
+    image_topic = '/camera/image_raw/compressed' if compressed else '/camera/image_raw'
 
     def write(connection: object, stamp: int, msg: object) -> None:
         writer.write(connection, stamp, ts.serialize_cdr(msg, msg.__msgtype__))  # type: ignore[attr-defined]
@@ -143,7 +153,7 @@ def simulate(config: SimConfig, out: Path, progress: bool = True, ontology: Onto
                     ('/odom', 'nav_msgs/msg/Odometry'),
                     *(
                         [
-                            ('/camera/image_raw', 'sensor_msgs/msg/Image'),
+                            (image_topic, f'sensor_msgs/msg/{"CompressedImage" if compressed else "Image"}'),
                             ('/camera/labels', 'sensor_msgs/msg/Image'),
                             ('/camera/camera_info', 'sensor_msgs/msg/CameraInfo'),
                         ]
@@ -172,7 +182,11 @@ def simulate(config: SimConfig, out: Path, progress: bool = True, ontology: Onto
                     image, labels = sim.frame(index)
                     histogram.pixels += np.bincount(labels.reshape(-1), minlength=65536)
                     frame = 'camera_optical_frame'
-                    write(add['/camera/image_raw'], stamp, image_message(ts, image, 'rgb8', stamp, frame))
+                    if compressed:
+                        frame_msg = compressed_image_message(ts, image, cam.compression, stamp, frame)
+                    else:
+                        frame_msg = image_message(ts, image, 'rgb8', stamp, frame)
+                    write(add[image_topic], stamp, frame_msg)
                     write(add['/camera/labels'], stamp, image_message(ts, labels, 'mono16', stamp, frame))
                     write(add['/camera/camera_info'], stamp, camera_info(ts, stamp, frame, cam.width, cam.height, k))
     except (WriterError, OSError) as err:
