@@ -77,6 +77,17 @@ def test_to_rgb8(encoding: str, pixel, rgb) -> None:
     np.testing.assert_array_equal(out[1, 2], rgb)
 
 
+@pytest.mark.parametrize(
+    ('encoding', 'order'), [('rgb8', [0, 1, 2]), ('bgr8', [2, 1, 0]), ('rgba8', [0, 1, 2]), ('bgra8', [2, 1, 0])]
+)
+def test_colour_frames_keep_every_pixel_from_padded_rows(encoding: str, order: list[int]) -> None:
+    padded = _random_array(encoding, 5, 9, 3)
+    arr = padded[:, :7]  # rows longer than the image, as image_to_array returns for a padded step
+    out = to_rgb8(arr, encoding)
+    assert out.flags.c_contiguous
+    np.testing.assert_array_equal(out, arr[..., order])
+
+
 @pytest.mark.parametrize('fmt', ['png', 'jpeg'])
 def test_compressed_decodes(fmt: str) -> None:
     arr = np.zeros((8, 12, 3), np.uint8)
