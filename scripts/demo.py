@@ -115,7 +115,11 @@ def main() -> int:
     shutil.rmtree(model_dir, ignore_errors=True)
     for ckpt, _ in trained.values():
         run(bin_dir / 'css-train', 'export', ckpt, '--registry', model_dir)
-    env = {**os.environ, 'ROS_DOMAIN_ID': str(random.randint(1, 101)), 'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'}
+    # A private DDS domain; clouds over shared memory and TCP (Fast DDS's LARGE_DATA), not UDP fragments, which lost
+    # a third of the best-effort scans (bench/bench_cloud_delivery.py). ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+    # would undo that: rmw_fastrtps then picks its own transports.
+    env = {**os.environ, 'ROS_DOMAIN_ID': str(random.randint(1, 101))}
+    env.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
     with live_node(bin_dir, model_dir, env):
         print('[5/7] live node on the test recording', flush=True)
         before = play_and_monitor(bin_dir, sim_dir / 'test', out / 'report.json', env)
@@ -210,7 +214,12 @@ def play_and_monitor(bin_dir: Path, recording: Path, report: Path, env: dict[str
     deadline = time.monotonic() + 30.0  # the node skips frames nobody listens to: play once the monitor listens
     while not ready.exists() and monitor.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
-    subprocess.run([bin_dir / 'css-perception', 'play', recording, '--start-delay', '1.5'], env=env, check=True)
+    subprocess.run(
+        [bin_dir / 'css-perception', 'play', recording, '--wait-for', '/points', '/camera/image_raw', '--start-delay',
+         '20'],
+        env=env,
+        check=True,
+    )  # fmt: skip
     monitor.wait(timeout=150)
     return json.loads(report.read_text()) if report.exists() else {}
 

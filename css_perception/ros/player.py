@@ -53,10 +53,15 @@ def play(
     loop: bool = False,
     remap: dict[str, str] | None = None,
     start_delay: float = 0.5,
+    wait_for: Iterable[str] = (),
 ) -> PlayStats:
     """Publish the chosen topics of ``bags`` from ``node`` keeping the recorded gaps (divided by ``rate``).
 
-    ``fast`` publishes back to back; ``loop`` repeats until interrupted. Returns what was published.
+    ``fast`` publishes back to back; ``loop`` repeats until interrupted. Before the first message it waits
+    ``start_delay`` seconds for subscribers to discover the publishers; with ``wait_for`` (published topic names,
+    after ``remap``) it starts as soon as each of those has a matched subscriber, and ``start_delay`` is the longest
+    wait: discovery of a new process took from under 1 s to over 2 s on a loaded 2-core machine, and a best-effort
+    subscriber misses what is published before it is matched. Returns what was published.
     """
     if rate <= 0:
         raise ValueError(f'rate must be positive, got {rate}')
@@ -84,7 +89,12 @@ def play(
                 durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
             )
             publishers[conn.id] = (node.create_publisher(cls, remap.get(conn.topic, conn.topic), qos), cls)
-        time.sleep(start_delay)  # let subscribers discover the publishers
+        _wait_for_subscribers(
+            node,
+            {remap.get(c.topic, c.topic): publishers[c.id][0] for c in connections if c.id in publishers},
+            set(wait_for),
+            start_delay,
+        )
         while True:
             start_wall, start_bag = time.monotonic(), None
             for conn, stamp, raw in reader.messages(connections=[c for c in connections if c.id in publishers]):
@@ -104,6 +114,22 @@ def play(
                 return stats
 
 
+def _wait_for_subscribers(node: Node, publishers: dict[str, Any], wanted: set[str], timeout: float) -> None:
+    """``timeout`` seconds, or until each ``wanted`` topic's publisher has a matched subscriber (at most that)."""
+    if unknown := wanted - set(publishers):
+        raise ValueError(f'cannot wait for {sorted(unknown)}: not played; it plays: {", ".join(sorted(publishers))}')
+    if not wanted:
+        time.sleep(timeout)
+        return
+    deadline = time.monotonic() + timeout
+    while (unmatched := [t for t in sorted(wanted) if not publishers[t].get_subscription_count()]) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    if unmatched:
+        node.get_logger().warning(f'no subscriber on {unmatched} after {timeout} s; playing anyway')
+
+
 def _remap(value: str) -> tuple[str, str]:
     """One ``OLD:=NEW`` remapping (an argparse type: a bad one is a usage error)."""
     old, sep, new = value.partition(':=')
@@ -120,7 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--fast', action='store_true', help='publish as fast as possible, ignoring stamps')
     parser.add_argument('--loop', action='store_true', help='start again at the end')
     parser.add_argument('--remap', nargs='+', type=_remap, default=[], help='OLD:=NEW topic remappings')
-    parser.add_argument('--start-delay', type=float, default=1.0, help='seconds to wait for subscribers')
+    parser.add_argument(
+        '--start-delay', type=float, default=1.0, help='seconds to wait for subscribers (with --wait-for: at most)'
+    )
+    parser.add_argument(
+        '--wait-for', nargs='+', default=[], metavar='TOPIC', help='start once these topics have a subscriber'
+    )
     args = parser.parse_args(argv)
     rclpy.init()
     node = Node('css_bag_player')
@@ -134,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             loop=args.loop,
             remap=dict(args.remap),
             start_delay=args.start_delay,
+            wait_for=args.wait_for,
         )
     except KeyboardInterrupt:
         return 0

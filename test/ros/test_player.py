@@ -94,6 +94,47 @@ def test_ros1_bag_is_converted(ros_context, tmp_path) -> None:
     assert got == [f'msg {i}' for i in range(20)]
 
 
+def test_wait_for_starts_once_a_late_subscriber_is_matched(ros_context, tmp_path) -> None:
+    bag = _write_bag(tmp_path / 'bag')
+    player = Node('player', context=ros_context)
+    result: dict = {}
+
+    def run() -> None:
+        started = time.monotonic()
+        result['stats'] = play(player, [bag], fast=True, wait_for=['/chatter'], start_delay=30.0)
+        result['seconds'] = time.monotonic() - started
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(1.5)  # the player waits: a best-effort subscriber would miss what came before it matched
+    got: list[str] = []
+    listener = Node('late_listener', context=ros_context)
+    listener.create_subscription(String, '/chatter', lambda msg: got.append(msg.data), 50)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(listener)
+    end = time.monotonic() + 15
+    while (thread.is_alive() or len(got) < 20) and time.monotonic() < end:
+        executor.spin_once(timeout_sec=0.01)
+    thread.join()
+    executor.shutdown()
+    listener.destroy_node()
+    player.destroy_node()
+    assert got == [f'msg {i}' for i in range(20)]
+    assert 1.5 <= result['seconds'] < 10, result['seconds']  # waited for the subscriber, not the 30 s
+
+
+def test_wait_for_a_topic_it_does_not_play_is_refused_and_an_unmatched_one_times_out(ros_context, tmp_path) -> None:
+    bag = _write_bag(tmp_path / 'bag')
+    node = Node('player', context=ros_context)
+    with pytest.raises(ValueError, match=r"cannot wait for \['/points'\]: not played; it plays: /chatter"):
+        play(node, [bag], topics=['/chatter'], wait_for=['/points'])
+    started = time.monotonic()
+    stats = play(node, [bag], fast=True, wait_for=['/chatter'], start_delay=0.5)
+    assert time.monotonic() - started >= 0.5
+    assert stats.published == {'/chatter': 20}
+    node.destroy_node()
+
+
 def test_missing_topic_lists_what_the_bag_has(ros_context, tmp_path) -> None:
     bag = _write_bag(tmp_path / 'bag')
     node = Node('player', context=ros_context)
