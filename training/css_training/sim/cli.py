@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from css_perception.core.image import COMPRESSED_FORMATS
 from css_perception.core.ontology import Ontology
 from css_training.data.errors import BagError
 from css_training.sim.config import SimConfig, SimConfigError
@@ -33,7 +34,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     common.add_argument('--no-camera', action='store_true', help='LiDAR only')
     common.add_argument(
         '--compressed',
-        choices=['jpeg', 'png'],
+        choices=COMPRESSED_FORMATS,
         help='camera frames as CompressedImage on /camera/image_raw/compressed (default: rgb8 Image)',
     )
     common.add_argument('--quiet', action='store_true', help='no progress bar or histogram')
