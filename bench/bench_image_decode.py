@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from bench_pipeline import best_ms
+from bench_pipeline import best_ms, print_ratios
 
 from css_perception.core.image import array_to_image, compressed_to_rgb8, image_to_array, rgb8_to_compressed, to_rgb8
 from css_training.sim.config import CameraConfig, SimConfig
@@ -43,10 +43,7 @@ def main() -> None:
         },
     }
     print(f'{args.width} x {args.height} frame; baseline copy of the raw bytes: {baseline:.3f} ms')
-    print('| decode | ms | x baseline |\n|---|---:|---:|')
-    for name, fn in stages.items():
-        ms = best_ms(fn, args.repeat)
-        print(f'| {name} | {ms:.2f} | {ms / baseline:.1f} |')
+    print_ratios('decode', stages, baseline, args.repeat)
 
 
 if __name__ == '__main__':

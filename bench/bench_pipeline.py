@@ -29,6 +29,14 @@ def best_ms(fn: Callable[[], object], repeat: int) -> float:
     return float(np.median(times) * 1e3)
 
 
+def print_ratios(kind: str, stages: dict[str, Callable[[], object]], baseline: float, repeat: int) -> None:
+    """A markdown table: each stage's median ms and its ratio to ``baseline`` (ms, measured in the same run)."""
+    print(f'| {kind} | ms | x baseline |\n|---|---:|---:|')
+    for name, fn in stages.items():
+        ms = best_ms(fn, repeat)
+        print(f'| {name} | {ms:.2f} | {ms / baseline:.1f} |')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--points', type=int, default=120_000)
@@ -58,10 +66,7 @@ def main() -> None:
         ),
     }
     print(f'{n} points, {cloud.point_step} B/point; baseline np.copy of {raw.nbytes / 1e6:.1f} MB: {baseline:.3f} ms')
-    print('| stage | ms | x baseline |\n|---|---:|---:|')
-    for name, fn in stages.items():
-        ms = best_ms(fn, args.repeat)
-        print(f'| {name} | {ms:.2f} | {ms / baseline:.1f} |')
+    print_ratios('stage', stages, baseline, args.repeat)
 
 
 if __name__ == '__main__':

@@ -33,7 +33,13 @@ def _write_bag(path, n: int = 20, storage: str = 'mcap'):
     return path
 
 
-def _receive(ros_context, topic: str, run_player) -> tuple[list[str], list[float], object]:
+def _receive(ros_context, topic: str, run_player, listen_after: float = 0.0) -> tuple[list[str], list[float], object]:
+    """Runs ``run_player(node)`` in a thread; a listener on ``topic`` joins ``listen_after`` seconds later."""
+    player = Node('player', context=ros_context)
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(stats=run_player(player)))
+    thread.start()
+    time.sleep(listen_after)
     listener = Node('listener', context=ros_context)
     got: list[str] = []
     times: list[float] = []
@@ -43,12 +49,8 @@ def _receive(ros_context, topic: str, run_player) -> tuple[list[str], list[float
         times.append(time.monotonic())
 
     listener.create_subscription(String, topic, on_msg, 50)
-    player = Node('player', context=ros_context)
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(listener)
-    result: dict = {}
-    thread = threading.Thread(target=lambda: result.update(stats=run_player(player)))
-    thread.start()
     end = time.monotonic() + 10
     while (thread.is_alive() or len(got) < 20) and time.monotonic() < end:
         executor.spin_once(timeout_sec=0.01)
@@ -96,31 +98,18 @@ def test_ros1_bag_is_converted(ros_context, tmp_path) -> None:
 
 def test_wait_for_starts_once_a_late_subscriber_is_matched(ros_context, tmp_path) -> None:
     bag = _write_bag(tmp_path / 'bag')
-    player = Node('player', context=ros_context)
-    result: dict = {}
+    timing: dict[str, float] = {}
 
-    def run() -> None:
+    def run(node: Node):
         started = time.monotonic()
-        result['stats'] = play(player, [bag], fast=True, wait_for=['/chatter'], start_delay=30.0)
-        result['seconds'] = time.monotonic() - started
+        stats = play(node, [bag], fast=True, wait_for=['/chatter'], start_delay=30.0)
+        timing['seconds'] = time.monotonic() - started
+        return stats
 
-    thread = threading.Thread(target=run)
-    thread.start()
-    time.sleep(1.5)  # the player waits: a best-effort subscriber would miss what came before it matched
-    got: list[str] = []
-    listener = Node('late_listener', context=ros_context)
-    listener.create_subscription(String, '/chatter', lambda msg: got.append(msg.data), 50)
-    executor = SingleThreadedExecutor(context=ros_context)
-    executor.add_node(listener)
-    end = time.monotonic() + 15
-    while (thread.is_alive() or len(got) < 20) and time.monotonic() < end:
-        executor.spin_once(timeout_sec=0.01)
-    thread.join()
-    executor.shutdown()
-    listener.destroy_node()
-    player.destroy_node()
+    # The listener joins 1.5 s late: a best-effort subscriber would miss what the player sent before it matched.
+    got, _, _ = _receive(ros_context, '/chatter', run, listen_after=1.5)
     assert got == [f'msg {i}' for i in range(20)]
-    assert 1.5 <= result['seconds'] < 10, result['seconds']  # waited for the subscriber, not the 30 s
+    assert 1.5 <= timing['seconds'] < 10, timing  # waited for the subscriber, not the 30 s
 
 
 def test_wait_for_a_topic_it_does_not_play_is_refused_and_an_unmatched_one_times_out(ros_context, tmp_path) -> None:
