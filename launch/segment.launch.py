@@ -4,6 +4,8 @@
         model_dir:=/opt/models rviz:=true
 
 With ``image_transport:=compressed`` the node reads CompressedImage frames from ``<image_topic>/compressed``.
+``model_dir`` and ``image_transport`` are launch arguments with defaults, so they override ``params_file``: set them
+here, not in the file.
 """
 
 from launch.actions import DeclareLaunchArgument
