@@ -3,7 +3,8 @@
 The node subscribes to clouds as sensor drivers publish them: best effort, keep last 1. A 32 x 1024 scan is
 ~670 kB; over Fast DDS's default transports (UDPv4, and shared memory with 512 kB segments) it travels as UDP
 fragments, and a sample with one lost fragment is lost. ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`` sends data over
-shared memory and TCP instead (the Fast DDS and ROS 2 docs' advice for point clouds); it has no effect under
+shared memory and TCP instead (the Fast DDS and ROS 2 docs' advice for point clouds). Both ends need the same
+setting: the fourth setting sets it on the listener only. It has no effect under
 ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, with which rmw_fastrtps sets its own transports, the third setting shows
 it (an unset ``ROS_DOMAIN_ID`` is drawn at random, to keep other runs out). Each trial starts a fresh
 listener process and ``css-perception play --wait-for /points`` (so that discovery loses nothing) in the setting
@@ -25,10 +26,13 @@ from pathlib import Path
 
 DOMAIN = str(random.randint(1, 101))
 LARGE = {'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'}
-SETTINGS = {
-    'default (UDPv4 + SHM)': {},
-    'LARGE_DATA': LARGE,
-    'LARGE_DATA, ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST': {**LARGE, 'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'},
+LOCAL = {**LARGE, 'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'}
+# name -> (the player's environment, the listener's)
+SETTINGS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+    'default (UDPv4 + SHM)': ({}, {}),
+    'LARGE_DATA': (LARGE, LARGE),
+    'LARGE_DATA, ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST': (LOCAL, LOCAL),
+    'LARGE_DATA on the listener only': ({}, LARGE),
 }
 
 
@@ -49,17 +53,21 @@ def listen(seconds: float) -> None:
     print(json.dumps({'received': len(got), 'bytes': got[0][1] if got else 0}), flush=True)
 
 
-def trial(recording: Path, setting: dict[str, str], seconds: float) -> dict:
+def trial(recording: Path, setting: tuple[dict[str, str], dict[str, str]], seconds: float) -> dict:
     drop = ('FASTDDS_BUILTIN_TRANSPORTS', 'ROS_AUTOMATIC_DISCOVERY_RANGE')
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.setdefault('ROS_DOMAIN_ID', DOMAIN)
-    env.update(setting)
+    player_env, listener_env = ({**env, **side} for side in setting)
     listener = subprocess.Popen(
-        [sys.executable, __file__, '--listen', str(seconds)], env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, __file__, '--listen', str(seconds)], env=listener_env, stdout=subprocess.PIPE, text=True
     )
     play = [Path(sys.executable).parent / 'css-perception', 'play', str(recording), '--topics', '/points']
     played = subprocess.run(
-        [*play, '--wait-for', '/points', '--start-delay', '20'], env=env, capture_output=True, text=True, check=True
+        [*play, '--wait-for', '/points', '--start-delay', '10'],
+        env=player_env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     out, _ = listener.communicate(timeout=seconds + 30)
     sent = int(played.stdout.split('/points: ')[1].split()[0])
@@ -77,7 +85,7 @@ def main() -> None:
         return
     if args.recording is None:
         parser.error('RECORDING is required')
-    seconds = 30.0
+    seconds = 20.0
     results: dict[str, list[dict]] = {name: [] for name in SETTINGS}
     for _ in range(args.trials):
         for name, setting in SETTINGS.items():
