@@ -179,8 +179,8 @@ def report_node(summary: dict) -> None:
     for name, status in summary.get('diagnostics', {}).items():
         print(f'  {name}: {status.get("message")}; total latency p50 {status.get("latency_total_p50_ms")} ms, '
               f'p95 {status.get("latency_total_p95_ms")} ms; frames in/out {status.get("frames_in")}/'
-              f'{status.get("frames_out")}, skipped with no subscriber {status.get("skipped")}, dropped '
-              f'{status.get("dropped")}')  # fmt: skip
+              f'{status.get("frames_out")}, missed before the node (stamp gaps) {status.get("frames_missed")}, '
+              f'skipped with no subscriber {status.get("skipped")}, dropped {status.get("dropped")}')  # fmt: skip
 
 
 @contextlib.contextmanager

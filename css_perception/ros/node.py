@@ -10,7 +10,8 @@ Topics (relative names; the launch file remaps the inputs):
   ``~/camera/overlay`` (rgb8), input header. ``~/legend`` (MarkerArray) and ``~/legend_json`` (latched String).
   ``~/provenance`` (String): one JSON per processed frame with its stamp, frame id and the model version that
   produced its outputs -- how each output says which model made it, without bending its header.
-  ``/diagnostics``: per modality rate, latency percentiles per stage, counters, model version, provider.
+  ``/diagnostics``: per modality rate, latency percentiles per stage, counters, model version, provider, and
+  ``frames_missed``: frames the gaps between input stamps say never reached the node.
 - services ``~/reload_model`` (std_srvs/Trigger: re-validate the registry's CURRENT now) and ``~/model_info``.
 
 Models come from an explicit path or from the registry's ``CURRENT``; in registry mode a watcher validates new
@@ -59,7 +60,7 @@ from css_perception.runtime.hotswap import RegistryWatcher, Segmenter, SwapDecis
 from css_perception.runtime.model import SegmentationModel
 from css_perception.runtime.registry import Registry
 from css_perception.runtime.segmenter import make_segmenter
-from css_perception.runtime.stats import LatencyWindow, RateMeter
+from css_perception.runtime.stats import LatencyWindow, RateMeter, StampGaps
 
 __all__ = ['SegmentationNode', 'main']
 
@@ -82,6 +83,7 @@ class ModalityState:
     serving: Serving | None = None
     latency: dict[str, LatencyWindow] = field(default_factory=dict)
     rate: RateMeter = field(default_factory=RateMeter)
+    gaps: StampGaps = field(default_factory=StampGaps)
     counts: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(('frames_in', 'frames_out', 'dropped', 'skipped', 'errors'), 0)
     )
@@ -195,9 +197,10 @@ class SegmentationNode(Node):
             )
 
     # -- frames -------------------------------------------------------------------------------------------------
-    def _begin(self, state: ModalityState, wanted: bool) -> Serving | None:
+    def _begin(self, state: ModalityState, header: Header, wanted: bool) -> Serving | None:
         state.counts['frames_in'] += 1
         state.rate.tick()
+        state.gaps.add(header.stamp.sec * 10**9 + header.stamp.nanosec)
         serving = state.serving  # read once: this frame is processed wholly by this model
         if serving is None:
             state.counts['dropped'] += 1
@@ -229,7 +232,7 @@ class SegmentationNode(Node):
     def _on_cloud(self, msg: PointCloud2) -> None:
         state = self.states[Modality.LIDAR]
         t0 = time.perf_counter()
-        serving = self._begin(state, self.pub_cloud.get_subscription_count() > 0)
+        serving = self._begin(state, msg.header, self.pub_cloud.get_subscription_count() > 0)
         if serving is None:
             return
         self._frame_id = msg.header.frame_id or self._frame_id
@@ -264,7 +267,7 @@ class SegmentationNode(Node):
         t0 = time.perf_counter()
         want_labels = self.pub_labels.get_subscription_count() > 0
         want_overlay = self.pub_overlay.get_subscription_count() > 0
-        serving = self._begin(state, want_labels or want_overlay)
+        serving = self._begin(state, header, want_labels or want_overlay)
         if serving is None:
             return
         try:
@@ -316,6 +319,9 @@ class SegmentationNode(Node):
             values[f'latency_{stage}_p50_ms'] = f'{window.p50 * 1e3:.2f}'
             values[f'latency_{stage}_p95_ms'] = f'{window.p95 * 1e3:.2f}'
         values.update(state.counts)
+        # Frames the stamps say the sensor sent but the node never got (transport loss, or a busy node).
+        values['frames_missed'] = state.gaps.missed
+        values['input_period_ms'] = f'{state.gaps.period_s * 1e3:.1f}'
         meta = serving.segmenter.metadata if serving else None
         values.update(
             {

@@ -1,4 +1,4 @@
-"""Rolling latency percentiles and message rates for the node's diagnostics."""
+"""Rolling latency percentiles, message rates and missed input frames for the node's diagnostics."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections import deque
 
 import numpy as np
 
-__all__ = ['LatencyWindow', 'RateMeter']
+__all__ = ['LatencyWindow', 'RateMeter', 'StampGaps']
 
 
 class LatencyWindow:
@@ -63,3 +63,43 @@ class RateMeter:
                 return 0.0
             span = max(now - self._stamps[0], self._stamps[-1] - self._stamps[0])
             return (n - 1) / span if span > 0 else 0.0
+
+
+class StampGaps:
+    """Input frames that never reached the node, counted from the gaps between the stamps of those that did.
+
+    A frame lost in transport, or overwritten in the keep-last-1 reader queue while the node was busy, leaves a gap
+    of k sensor periods between two received stamps: k - 1 frames missed. The period is the 10th percentile of the
+    last ``size`` gaps, which losses do not stretch while one gap in ten is a single period (a node that gets every
+    other frame for ``size`` frames reads a doubled period and stops counting). Nothing is counted before
+    ``warmup`` gaps, for a stamp that goes back (a recording restarted), or for a gap of more than ``pause``
+    periods (a sensor paused).
+    """
+
+    def __init__(self, size: int = 100, warmup: int = 3, pause: float = 10.0) -> None:
+        self._gaps: deque[int] = deque(maxlen=size)
+        self._last: int | None = None
+        self._warmup, self._pause = warmup, pause
+        self.missed = 0
+        self._lock = threading.Lock()
+
+    def add(self, stamp_ns: int) -> None:
+        with self._lock:
+            last, self._last = self._last, stamp_ns
+            if last is None or stamp_ns <= last:
+                return
+            gap = stamp_ns - last
+            self._gaps.append(gap)
+            if len(self._gaps) > self._warmup:
+                periods = gap / self._period_ns()
+                if 1.5 <= periods <= self._pause:
+                    self.missed += round(periods) - 1
+
+    def _period_ns(self) -> float:
+        return float(np.percentile(np.fromiter(self._gaps, float, len(self._gaps)), 10))
+
+    @property
+    def period_s(self) -> float:
+        """The sensor period the gaps show, in seconds; NaN before two stamps."""
+        with self._lock:
+            return self._period_ns() * 1e-9 if self._gaps else float('nan')

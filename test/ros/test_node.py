@@ -95,6 +95,11 @@ class Harness:
         spin_until(self.executor, lambda: all(pub.get_subscription_count() for pub in inputs), 5.0)
         self.executor.spin_once(timeout_sec=0.3)
 
+    def status(self, modality: str) -> dict[str, str]:
+        """The values of the latest /diagnostics status of ``modality`` received, {} before one."""
+        statuses = [s for d in self.got['diag'] for s in d.status if s.name == f'css_perception: {modality}']
+        return {kv.key: kv.value for kv in statuses[-1].values} if statuses else {}
+
     def close(self) -> None:
         self.executor.shutdown()
         self.node.destroy_node()
@@ -197,18 +202,26 @@ def test_malformed_cloud_is_counted_and_next_one_served(harness: Harness) -> Non
     assert spin_until(harness.executor, lambda: harness.got['cloud'])
     assert harness.got['cloud'][0].header.stamp.sec == 102
 
-    def lidar_status():
-        statuses = [s for d in harness.got['diag'] for s in d.status if s.name == 'css_perception: lidar']
-        return {kv.key: kv.value for kv in statuses[-1].values} if statuses else {}
-
-    assert spin_until(harness.executor, lambda: lidar_status().get('frames_out') == '1')
-    values = lidar_status()
+    assert spin_until(harness.executor, lambda: harness.status('lidar').get('frames_out') == '1')
+    values = harness.status('lidar')
     assert values['errors'] == '1'
     assert 'data is' in values['last_error']
     assert values['model_version'] == 'v1'
     assert values['provider'] == 'CPUExecutionProvider'
     for stage in ('decode', 'project', 'infer', 'back_project', 'publish', 'total'):
         assert float(values[f'latency_{stage}_p95_ms']) >= 0
+
+
+def test_frames_missing_from_the_input_stamps_are_counted(harness: Harness) -> None:
+    harness.listen('diag')
+    state = harness.node.states[Modality.LIDAR]
+    for n, i in enumerate([1, 2, 3, 4, 7, 8], start=1):  # 1 s apart; scans 5 and 6 never sent
+        harness.points_pub.publish(cloud_message(array_to_cloud(scan(seed=i)), header(i)))
+        assert spin_until(harness.executor, lambda n=n: state.counts['frames_in'] == n)
+
+    assert spin_until(harness.executor, lambda: harness.status('lidar').get('frames_in') == '6')
+    assert harness.status('lidar')['frames_missed'] == '2'
+    assert harness.status('lidar')['input_period_ms'] == '1000.0'
 
 
 def test_outputs_without_subscribers_are_not_computed(harness: Harness) -> None:
