@@ -7,7 +7,7 @@ shared memory and TCP instead (the Fast DDS and ROS 2 docs' advice for point clo
 setting: the fourth setting sets it on the listener only. It has no effect under
 ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, with which rmw_fastrtps sets its own transports, the third setting shows
 it (an unset ``ROS_DOMAIN_ID`` is drawn at random, to keep other runs out). Each trial starts a fresh
-listener process and ``css-perception play --wait-for /points`` (so that discovery loses nothing) in the setting
+listener process and ``css-perception play --wait-for /points --start-delay 1.5`` (as the main job plays) in the setting
 under test; settings alternate. The default setting is the baseline: the report gives scans received in each
 and their ratio.
 Run: ``python bench/bench_cloud_delivery.py RECORDING [--trials 3]`` (e.g. ``out/sim/test`` after the main job).
@@ -63,7 +63,7 @@ def trial(recording: Path, setting: tuple[dict[str, str], dict[str, str]], secon
     )
     play = [Path(sys.executable).parent / 'css-perception', 'play', str(recording), '--topics', '/points']
     played = subprocess.run(
-        [*play, '--wait-for', '/points', '--start-delay', '10'],
+        [*play, '--wait-for', '/points', '--match-timeout', '10', '--start-delay', '1.5'],
         env=player_env,
         capture_output=True,
         text=True,

@@ -216,7 +216,7 @@ def play_and_monitor(bin_dir: Path, recording: Path, report: Path, env: dict[str
         time.sleep(0.1)
     subprocess.run(
         [bin_dir / 'css-perception', 'play', recording, '--wait-for', '/points', '/camera/image_raw', '--start-delay',
-         '20'],
+         '1.5'],
         env=env,
         check=True,
     )  # fmt: skip

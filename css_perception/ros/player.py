@@ -54,14 +54,16 @@ def play(
     remap: dict[str, str] | None = None,
     start_delay: float = 0.5,
     wait_for: Iterable[str] = (),
+    match_timeout: float = 60.0,
 ) -> PlayStats:
     """Publish the chosen topics of ``bags`` from ``node`` keeping the recorded gaps (divided by ``rate``).
 
-    ``fast`` publishes back to back; ``loop`` repeats until interrupted. Before the first message it waits
-    ``start_delay`` seconds for subscribers to discover the publishers; with ``wait_for`` (published topic names,
-    after ``remap``) it starts as soon as each of those has a matched subscriber, and ``start_delay`` is the longest
-    wait: discovery of a new process took from under 1 s to over 2 s on a loaded 2-core machine, and a best-effort
-    subscriber misses what is published before it is matched. Returns what was published.
+    ``fast`` publishes back to back; ``loop`` repeats until interrupted. With ``wait_for`` (published topic names,
+    after ``remap``) it first waits, up to ``match_timeout`` seconds, until each of those has a matched subscriber:
+    discovery of a new process took from under 1 s to over 2 s on a loaded 2-core machine, and a best-effort
+    subscriber misses what is published before it is matched. Then it waits ``start_delay`` seconds more: with
+    Fast DDS's LARGE_DATA transports the first 0.8 s after the match were still lost (a TCP connection being made).
+    Returns what was published.
     """
     if rate <= 0:
         raise ValueError(f'rate must be positive, got {rate}')
@@ -93,8 +95,9 @@ def play(
             node,
             {remap.get(c.topic, c.topic): publishers[c.id][0] for c in connections if c.id in publishers},
             set(wait_for),
-            start_delay,
+            match_timeout,
         )
+        time.sleep(start_delay)
         while True:
             start_wall, start_bag = time.monotonic(), None
             for conn, stamp, raw in reader.messages(connections=[c for c in connections if c.id in publishers]):
@@ -115,12 +118,9 @@ def play(
 
 
 def _wait_for_subscribers(node: Node, publishers: dict[str, Any], wanted: set[str], timeout: float) -> None:
-    """``timeout`` seconds, or until each ``wanted`` topic's publisher has a matched subscriber (at most that)."""
+    """Until each ``wanted`` topic's publisher has a matched subscriber, at most ``timeout`` seconds."""
     if unknown := wanted - set(publishers):
         raise ValueError(f'cannot wait for {sorted(unknown)}: not played; it plays: {", ".join(sorted(publishers))}')
-    if not wanted:
-        time.sleep(timeout)
-        return
     deadline = time.monotonic() + timeout
     while (unmatched := [t for t in sorted(wanted) if not publishers[t].get_subscription_count()]) and (
         time.monotonic() < deadline
@@ -147,11 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--loop', action='store_true', help='start again at the end')
     parser.add_argument('--remap', nargs='+', type=_remap, default=[], help='OLD:=NEW topic remappings')
     parser.add_argument(
-        '--start-delay', type=float, default=1.0, help='seconds to wait for subscribers (with --wait-for: at most)'
+        '--start-delay', type=float, default=1.0, help='seconds to wait before playing (after --wait-for)'
     )
     parser.add_argument(
-        '--wait-for', nargs='+', default=[], metavar='TOPIC', help='start once these topics have a subscriber'
+        '--wait-for', nargs='+', default=[], metavar='TOPIC', help='first wait until these topics have a subscriber'
     )
+    parser.add_argument('--match-timeout', type=float, default=60.0, help='longest --wait-for wait, in seconds')
     args = parser.parse_args(argv)
     rclpy.init()
     node = Node('css_bag_player')
@@ -166,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             remap=dict(args.remap),
             start_delay=args.start_delay,
             wait_for=args.wait_for,
+            match_timeout=args.match_timeout,
         )
     except KeyboardInterrupt:
         return 0

@@ -102,14 +102,14 @@ def test_wait_for_starts_once_a_late_subscriber_is_matched(ros_context, tmp_path
 
     def run(node: Node):
         started = time.monotonic()
-        stats = play(node, [bag], fast=True, wait_for=['/chatter'], start_delay=30.0)
+        stats = play(node, [bag], fast=True, wait_for=['/chatter'], match_timeout=30.0, start_delay=0.0)
         timing['seconds'] = time.monotonic() - started
         return stats
 
     # The listener joins 1.5 s late: a best-effort subscriber would miss what the player sent before it matched.
     got, _, _ = _receive(ros_context, '/chatter', run, listen_after=1.5)
     assert got == [f'msg {i}' for i in range(20)]
-    assert 1.5 <= timing['seconds'] < 10, timing  # waited for the subscriber, not the 30 s
+    assert 1.5 <= timing['seconds'] < 10, timing  # waited for the subscriber, not the 30 s timeout
 
 
 def test_wait_for_a_topic_it_does_not_play_is_refused_and_an_unmatched_one_times_out(ros_context, tmp_path) -> None:
@@ -118,8 +118,8 @@ def test_wait_for_a_topic_it_does_not_play_is_refused_and_an_unmatched_one_times
     with pytest.raises(ValueError, match=r"cannot wait for \['/points'\]: not played; it plays: /chatter"):
         play(node, [bag], topics=['/chatter'], wait_for=['/points'])
     started = time.monotonic()
-    stats = play(node, [bag], fast=True, wait_for=['/chatter'], start_delay=0.5)
-    assert time.monotonic() - started >= 0.5
+    stats = play(node, [bag], fast=True, wait_for=['/chatter'], match_timeout=0.5, start_delay=0.2)
+    assert time.monotonic() - started >= 0.7
     assert stats.published == {'/chatter': 20}
     node.destroy_node()
 
