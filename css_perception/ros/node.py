@@ -11,7 +11,8 @@ Topics (relative names; the launch file remaps the inputs):
   ``~/provenance`` (String): one JSON per processed frame with its stamp, frame id and the model version that
   produced its outputs -- how each output says which model made it, without bending its header.
   ``/diagnostics``: per modality rate, latency percentiles per stage, counters, model version, provider, and
-  ``frames_missed``: frames the gaps between input stamps say never reached the node.
+  ``frames_missed``: frames the gaps between input stamps say never reached the node (WARN above
+  ``missed_frames_warn_fraction`` of the recent ones).
 - services ``~/reload_model`` (std_srvs/Trigger: re-validate the registry's CURRENT now) and ``~/model_info``.
 
 Models come from an explicit path or from the registry's ``CURRENT``; in registry mode a watcher validates new
@@ -339,6 +340,8 @@ class SegmentationNode(Node):
             level, message = 'ERROR', f'latency p95 {p95_ms:.1f} ms > {error_ms:g} ms'
         elif p95_ms > warn_ms:
             level, message = 'WARN', f'latency p95 {p95_ms:.1f} ms > {warn_ms:g} ms'
+        elif (missed := state.gaps.recent_missed_fraction) > self.config.missed_frames_warn_fraction:
+            level, message = 'WARN', f'{100 * missed:.0f} % of recent input frames missed before the node'
         elif state.refused[0]:
             level, message = 'WARN', f'model {state.refused[0]} refused: {state.refused[1]}'
         else:

@@ -77,6 +77,13 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
         'camera_latency_error_ms', 200.0, 'camera p95 latency above which diagnostics ERROR', _positive, '> 0'
     ),
+    ParameterSpec(
+        'missed_frames_warn_fraction',
+        0.2,
+        'share of recent input frames missed (from stamp gaps) above which diagnostics WARN',
+        lambda v: 0.0 < v <= 1.0,
+        'in (0, 1]',
+    ),
     ParameterSpec('diagnostics_period_s', 1.0, 'period of /diagnostics', _positive, '> 0'),
     ParameterSpec('watch_registry', True, 'watch the registry CURRENT files and hot-swap new models'),
     ParameterSpec(
@@ -101,6 +108,7 @@ class NodeConfig:
     lidar_latency_error_ms: float
     camera_latency_warn_ms: float
     camera_latency_error_ms: float
+    missed_frames_warn_fraction: float
     diagnostics_period_s: float
     watch_registry: bool
     registry_poll_s: float

@@ -78,6 +78,7 @@ class StampGaps:
 
     def __init__(self, size: int = 100, warmup: int = 3, pause: float = 10.0) -> None:
         self._gaps: deque[int] = deque(maxlen=size)
+        self._missed_per_gap: deque[int] = deque(maxlen=size)
         self._last: int | None = None
         self._warmup, self._pause = warmup, pause
         self.missed = 0
@@ -90,10 +91,13 @@ class StampGaps:
                 return
             gap = stamp_ns - last
             self._gaps.append(gap)
+            missed = 0
             if len(self._gaps) > self._warmup:
                 periods = gap / self._period_ns()
                 if 1.5 <= periods <= self._pause:
-                    self.missed += round(periods) - 1
+                    missed = round(periods) - 1
+            self._missed_per_gap.append(missed)
+            self.missed += missed
 
     def _period_ns(self) -> float:
         return float(np.percentile(np.fromiter(self._gaps, float, len(self._gaps)), 10))
@@ -103,3 +107,10 @@ class StampGaps:
         """The sensor period the gaps show, in seconds; NaN before two stamps."""
         with self._lock:
             return self._period_ns() * 1e-9 if self._gaps else float('nan')
+
+    @property
+    def recent_missed_fraction(self) -> float:
+        """Of the frames the last ``size`` gaps span, the share that never arrived; 0 before any gap."""
+        with self._lock:
+            missed = sum(self._missed_per_gap)
+            return missed / (missed + len(self._missed_per_gap)) if self._missed_per_gap else 0.0

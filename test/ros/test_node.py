@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 import yaml
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -222,6 +222,9 @@ def test_frames_missing_from_the_input_stamps_are_counted(harness: Harness) -> N
     assert spin_until(harness.executor, lambda: harness.status('lidar').get('frames_in') == '6')
     assert harness.status('lidar')['frames_missed'] == '2'
     assert harness.status('lidar')['input_period_ms'] == '1000.0'
+    latest = [s for d in harness.got['diag'] for s in d.status if s.name == 'css_perception: lidar'][-1]
+    assert latest.level == DiagnosticStatus.WARN  # 2 of the 7 frames since the first: over the 0.2 default
+    assert latest.message == '29 % of recent input frames missed before the node'
 
 
 def test_outputs_without_subscribers_are_not_computed(harness: Harness) -> None:
