@@ -14,6 +14,8 @@ Topics (relative names; the launch file remaps the inputs):
   ``frames_missed``: frames the gaps between input stamps say never reached the node (WARN above
   ``missed_frames_warn_fraction`` of the recent ones).
 - services ``~/reload_model`` (std_srvs/Trigger: re-validate the registry's CURRENT now) and ``~/model_info``.
+- parameters (``css_perception.ros.params``): the live ones apply from the next frame or diagnostics period when
+  set on the running node, checked as a whole first; the others are read-only after start.
 
 Models come from an explicit path or from the registry's ``CURRENT``; in registry mode a watcher validates new
 versions in its own thread and the swap is one reference assignment that frame callbacks read once per frame.
@@ -32,10 +34,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header, String
@@ -143,10 +147,33 @@ class SegmentationNode(Node):
         services = ReentrantCallbackGroup()
         self.create_service(Trigger, '~/reload_model', self._on_reload, callback_group=services)
         self.create_service(Trigger, '~/model_info', self._on_model_info, callback_group=services)
-        self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics, callback_group=services)
+        self._service_group = services
+        self._diagnostics_timer = self.create_timer(
+            cfg.diagnostics_period_s, self._publish_diagnostics, callback_group=services
+        )
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
         for state in self.states.values():
             self._start_model(state)
         self._publish_legend()
+
+    # -- live parameters ----------------------------------------------------------------------------------------
+    def _check_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """Refuse values the node cannot run with; rclpy has already refused read-only names and wrong types."""
+        try:
+            self.config.changed({p.name: p.value for p in params})
+        except ConfigError as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params: list[Parameter]) -> None:
+        self.config = self.config.changed({p.name: p.value for p in params})  # frames read it once per use
+        if any(p.name == 'diagnostics_period_s' for p in params):
+            self.destroy_timer(self._diagnostics_timer)
+            self._diagnostics_timer = self.create_timer(
+                self.config.diagnostics_period_s, self._publish_diagnostics, callback_group=self._service_group
+            )
+        self.get_logger().info('parameters set: ' + ', '.join(f'{p.name}={p.value!r}' for p in params))
 
     # -- models -------------------------------------------------------------------------------------------------
     def _start_model(self, state: ModalityState) -> None:

@@ -1,12 +1,16 @@
-"""The node's ROS parameters: one table gives name, default, description and check; ``NodeConfig`` is its value.
+"""The node's ROS parameters: one table gives name, default, description, check and whether it is live;
+``NodeConfig`` is its value.
 
+Live parameters (the overlay, the label encoding, the diagnostics' levels and period) take effect when set on the
+running node (``ros2 param set``). The others shape subscriptions, models and threads, so they are declared
+read-only: rclpy refuses to set them after start instead of accepting a value the node would ignore.
 ``config/segment.yaml`` repeats the defaults for users to edit; a test keeps the two identical.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from rcl_interfaces.msg import ParameterDescriptor
@@ -28,6 +32,7 @@ class ParameterSpec:
     description: str
     check: Callable[[Any], bool] = lambda _v: True
     expected: str = ''
+    live: bool = False
 
 
 def _positive(v: float) -> bool:
@@ -62,7 +67,12 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "'reliable' or 'best_effort'",
     ),
     ParameterSpec(
-        'overlay_alpha', 0.5, 'weight of the class colours in the overlay', lambda v: 0.0 <= v <= 1.0, 'in [0, 1]'
+        'overlay_alpha',
+        0.5,
+        'weight of the class colours in the overlay',
+        lambda v: 0.0 <= v <= 1.0,
+        'in [0, 1]',
+        live=True,
     ),
     ParameterSpec(
         'label_image_encoding',
@@ -70,12 +80,19 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         'encoding of the label image (ontology ids)',
         lambda v: v in ('mono8', 'mono16'),
         "'mono8' or 'mono16'",
+        live=True,
     ),
-    ParameterSpec('lidar_latency_warn_ms', 80.0, 'LiDAR p95 latency above which diagnostics WARN', _positive, '> 0'),
-    ParameterSpec('lidar_latency_error_ms', 200.0, 'LiDAR p95 latency above which diagnostics ERROR', _positive, '> 0'),
-    ParameterSpec('camera_latency_warn_ms', 80.0, 'camera p95 latency above which diagnostics WARN', _positive, '> 0'),
-    ParameterSpec(
-        'camera_latency_error_ms', 200.0, 'camera p95 latency above which diagnostics ERROR', _positive, '> 0'
+    *(
+        ParameterSpec(
+            f'{modality}_latency_{level.lower()}_ms',
+            default,
+            f'{label} p95 latency above which diagnostics {level}',
+            _positive,
+            '> 0',
+            live=True,
+        )
+        for modality, label in (('lidar', 'LiDAR'), ('camera', 'camera'))
+        for level, default in (('WARN', 80.0), ('ERROR', 200.0))
     ),
     ParameterSpec(
         'missed_frames_warn_fraction',
@@ -83,8 +100,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         'share of recent input frames missed (from stamp gaps) above which diagnostics WARN',
         lambda v: 0.0 < v <= 1.0,
         'in (0, 1]',
+        live=True,
     ),
-    ParameterSpec('diagnostics_period_s', 1.0, 'period of /diagnostics', _positive, '> 0'),
+    ParameterSpec('diagnostics_period_s', 1.0, 'period of /diagnostics', _positive, '> 0', live=True),
     ParameterSpec('watch_registry', True, 'watch the registry CURRENT files and hot-swap new models'),
     ParameterSpec(
         'registry_poll_s', 1.0, 'registry polling interval (a file-system watch also wakes it)', _positive, '> 0'
@@ -123,15 +141,25 @@ class NodeConfig:
         ]
         if not (values['enable_lidar'] or values['enable_camera']):
             bad.append('enable_lidar and enable_camera are both false (nothing to do)')
+        for modality in ('lidar', 'camera'):
+            warn, error = values[f'{modality}_latency_warn_ms'], values[f'{modality}_latency_error_ms']
+            if warn >= error:
+                bad.append(f'{modality}_latency_warn_ms={warn!r} is not below {modality}_latency_error_ms={error!r}')
         if bad:
             raise ConfigError('invalid parameters: ' + '; '.join(bad))
         return cls(**{**values, 'providers': tuple(values['providers'])})
 
+    def changed(self, values: dict[str, Any]) -> NodeConfig:
+        """This configuration with ``values`` set, checked as a whole (a WARN level must stay below its ERROR)."""
+        return NodeConfig.from_values({**asdict(self), **values})
+
 
 def declare_and_read(node: Node) -> NodeConfig:
-    """Declare every parameter on ``node`` (with its description) and return the checked configuration."""
+    """Declare every parameter on ``node`` (with its description; read-only unless live) and return the checked
+    configuration."""
     values = {}
     for spec in PARAMETERS:
-        param = node.declare_parameter(spec.name, spec.default, ParameterDescriptor(description=spec.description))
+        descriptor = ParameterDescriptor(description=spec.description, read_only=not spec.live)
+        param = node.declare_parameter(spec.name, spec.default, descriptor)
         values[spec.name] = param.value
     return NodeConfig.from_values(values)

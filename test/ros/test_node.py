@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.srv import SetParametersAtomically
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -252,6 +254,59 @@ def test_model_info_and_reload_services(harness: Harness) -> None:
     assert 'lidar: v1 accepted' in future.result().message
 
 
+def set_parameters(harness: Harness, **values: object) -> SetParametersResult:
+    """Set ``values`` at once through the node's own parameter service, as ``ros2 param set`` does."""
+    client = harness.peer.create_client(SetParametersAtomically, '/segment_node/set_parameters_atomically')
+    assert client.wait_for_service(timeout_sec=5.0)
+    request = SetParametersAtomically.Request(
+        parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
+    )
+    future = client.call_async(request)
+    assert spin_until(harness.executor, future.done)
+    return future.result().result
+
+
+def test_live_parameters_apply_to_the_next_frame(harness: Harness) -> None:
+    harness.listen('overlay', 'diag')
+    assert set_parameters(harness, overlay_alpha=0.0, camera_latency_warn_ms=1e-6).successful
+    frame = np.full((30, 40, 3), 100, np.uint8)
+    harness.image_pub.publish(image_message(array_to_image(frame, 'rgb8'), header(2, 'camera')))
+    assert spin_until(harness.executor, lambda: harness.got['overlay'])
+    np.testing.assert_array_equal(image_to_array(harness.got['overlay'][0]), frame)  # no class colour at alpha 0
+    assert spin_until(harness.executor, lambda: harness.status('camera').get('frames_out') == '1')
+    latest = [s for d in harness.got['diag'] for s in d.status if s.name == 'css_perception: camera'][-1]
+    assert latest.level == DiagnosticStatus.WARN
+    assert latest.message.endswith('> 1e-06 ms')
+
+
+def test_a_bad_or_read_only_parameter_is_refused_and_nothing_changes(harness: Harness) -> None:
+    before = harness.node.config
+    refused = set_parameters(harness, overlay_alpha=1.5)
+    assert not refused.successful
+    assert 'overlay_alpha=1.5 (expected in [0, 1])' in refused.reason
+    refused = set_parameters(harness, overlay_alpha=0.2, lidar_latency_warn_ms=500.0)  # atomic: neither is set
+    assert 'lidar_latency_warn_ms=500.0 is not below lidar_latency_error_ms=200.0' in refused.reason
+    refused = set_parameters(harness, model_dir='/elsewhere')
+    assert not refused.successful
+    assert 'read-only' in refused.reason
+    assert harness.node.config == before
+    assert harness.node.get_parameter('overlay_alpha').value == 0.5
+    harness.listen('cloud')
+    harness.points_pub.publish(cloud_message(array_to_cloud(scan()), header(1)))
+    assert spin_until(harness.executor, lambda: harness.got['cloud'])  # still serving
+
+
+def test_the_diagnostics_period_is_live(harness: Harness) -> None:
+    harness.listen('diag')
+    assert spin_until(harness.executor, lambda: harness.got['diag'])  # every 0.2 s
+    assert set_parameters(harness, diagnostics_period_s=60.0).successful
+    harness.executor.spin_once(timeout_sec=0.3)
+    harness.got['diag'].clear()
+    assert not spin_until(harness.executor, lambda: harness.got['diag'], timeout=1.5)
+    assert set_parameters(harness, diagnostics_period_s=0.1).successful
+    assert spin_until(harness.executor, lambda: len(harness.got['diag']) >= 3, timeout=5.0)
+
+
 def test_no_model_keeps_the_node_running(ros_context, tmp_path) -> None:
     h = Harness(ros_context, {'model_dir': str(tmp_path / 'empty'), 'enable_camera': False})
     try:
@@ -275,9 +330,12 @@ def test_bad_parameters_are_refused_with_every_reason(ros_context) -> None:
         )
 
 
-def test_yaml_defaults_match_the_parameter_table() -> None:
+def test_yaml_defaults_and_live_marks_match_the_parameter_table() -> None:
     from pathlib import Path
 
-    values = yaml.safe_load((Path(__file__).parents[2] / 'config' / 'segment.yaml').read_text())
+    text = (Path(__file__).parents[2] / 'config' / 'segment.yaml').read_text()
+    values = yaml.safe_load(text)
     params = values['segment_node']['ros__parameters']
     assert params == {p.name: p.default for p in PARAMETERS}
+    marked = {line.split(':')[0].strip() for line in text.splitlines() if '# live' in line}
+    assert marked == {p.name for p in PARAMETERS if p.live}
