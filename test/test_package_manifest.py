@@ -16,14 +16,25 @@ def _setup_kwargs() -> dict[str, ast.expr]:
     return {kw.arg: kw.value for kw in call.keywords if kw.arg}
 
 
+def _interface_packages() -> set[str]:
+    """The ROS message and service packages the onboard package imports (``from sensor_msgs.msg import ...``)."""
+    modules = {
+        node.module
+        for path in (ROOT / 'css_perception').rglob('*.py')
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+    return {m.split('.')[0] for m in modules if m.endswith(('.msg', '.srv'))}
+
+
 def test_package_xml_is_format3_ament_python_with_ros_dependencies() -> None:
     root = ET.parse(ROOT / 'package.xml').getroot()
     assert root.get('format') == '3'
     assert root.findtext('name') == 'css_perception'
     assert root.find('export/build_type').text == 'ament_python'
     depends = {e.text for e in root if e.tag in ('depend', 'exec_depend')}
-    for ros_pkg in ('rclpy', 'sensor_msgs', 'std_msgs', 'std_srvs', 'diagnostic_msgs', 'visualization_msgs'):
-        assert ros_pkg in depends, ros_pkg
+    assert 'rclpy' in depends
+    assert _interface_packages() <= depends
     assert {'python3-numpy', 'python3-yaml', 'python3-onnxruntime-pip', 'python3-rosbags-pip'} <= depends
 
 
@@ -47,3 +58,8 @@ def test_console_scripts_resolve_to_callables() -> None:
         name, target = (s.strip() for s in line.split('='))
         module, func = target.split(':')
         assert callable(getattr(importlib.import_module(module), func)), name
+
+
+def test_the_dev_wheels_cover_every_ros_package_the_node_imports() -> None:
+    wheels = set((ROOT / 'requirements' / 'ros-wheels.txt').read_text().split())
+    assert {f'ros-{pkg.replace("_", "-")}' for pkg in _interface_packages()} <= wheels

@@ -2,7 +2,9 @@
 
 rosbags reads the bag (rosbag2 mcap/db3 or ROS 1); each message is turned into the installed ROS message class
 through CDR bytes (``rclpy.serialization``), so no field-by-field copy is needed. Types that are not installed
-(e.g. ``tf2_msgs`` without a ROS distro) are skipped with one warning each.
+(e.g. ``tf2_msgs`` without a ROS distro) are skipped with one warning each. With ``--clock`` it publishes the
+recording's time on ``/clock``, as ``ros2 bag play --clock`` does, for nodes and RViz run with ``use_sim_time``:
+recorded stamps are then current to their TF buffers instead of seconds or days old.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import rclpy
+from builtin_interfaces.msg import Time
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.typesys import Stores, get_typestore
+from rosgraph_msgs.msg import Clock
 
 __all__ = ['PlayStats', 'main', 'play']
 
@@ -55,6 +59,7 @@ def play(
     start_delay: float = 0.5,
     wait_for: Iterable[str] = (),
     match_timeout: float = 60.0,
+    clock_hz: float = 0.0,
 ) -> PlayStats:
     """Publish the chosen topics of ``bags`` from ``node`` keeping the recorded gaps (divided by ``rate``).
 
@@ -63,10 +68,14 @@ def play(
     discovery of a new process took from under 1 s to over 2 s on a loaded 2-core machine, and a best-effort
     subscriber misses what is published before it is matched. Then it waits ``start_delay`` seconds more: with
     Fast DDS's LARGE_DATA transports the first 0.8 s after the match were still lost (a TCP connection being made).
-    Returns what was published.
+    With ``clock_hz`` > 0 the recording's time goes out on ``/clock`` that often while playing, and as each
+    message's recorded time just before the message (never backwards within a pass). Returns what was published.
     """
     if rate <= 0:
         raise ValueError(f'rate must be positive, got {rate}')
+    if clock_hz < 0:
+        raise ValueError(f'clock rate must be positive (or 0: no /clock), got {clock_hz}')
+    clock = node.create_publisher(Clock, '/clock', 1) if clock_hz else None
     wanted, remap = set(topics or ()), remap or {}
     stats = PlayStats()
     ros1_store = get_typestore(Stores.ROS2_JAZZY)
@@ -91,12 +100,8 @@ def play(
                 durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
             )
             publishers[conn.id] = (node.create_publisher(cls, remap.get(conn.topic, conn.topic), qos), cls)
-        _wait_for_subscribers(
-            node,
-            {remap.get(c.topic, c.topic): publishers[c.id][0] for c in connections if c.id in publishers},
-            set(wait_for),
-            match_timeout,
-        )
+        played = {remap.get(c.topic, c.topic): publishers[c.id][0] for c in connections if c.id in publishers}
+        _wait_for_subscribers(node, played | ({'/clock': clock} if clock else {}), set(wait_for), match_timeout)
         time.sleep(start_delay)
         while True:
             start_wall, start_bag = time.monotonic(), None
@@ -108,13 +113,22 @@ def play(
                     cdr = bytes(ros1_store.serialize_cdr(reader.deserialize(raw, conn.msgtype), conn.msgtype))
                 if not fast:
                     start_bag = stamp if start_bag is None else start_bag
-                    delay = start_wall + (stamp - start_bag) / 1e9 / rate - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
+                    due = start_wall + (stamp - start_bag) / 1e9 / rate
+                    while (delay := due - time.monotonic()) > 0:
+                        time.sleep(delay if clock is None else min(delay, 1 / clock_hz))
+                        if clock is not None:
+                            now = start_bag + round((time.monotonic() - start_wall) * rate * 1e9)
+                            clock.publish(_clock_message(min(now, stamp)))
+                if clock is not None:
+                    clock.publish(_clock_message(stamp))
                 publisher.publish(deserialize_message(cdr, cls))
                 stats.published[conn.topic] = stats.published.get(conn.topic, 0) + 1
             if not loop:
                 return stats
+
+
+def _clock_message(nanoseconds: int) -> Clock:
+    return Clock(clock=Time(sec=nanoseconds // 10**9, nanosec=nanoseconds % 10**9))
 
 
 def _wait_for_subscribers(node: Node, publishers: dict[str, Any], wanted: set[str], timeout: float) -> None:
@@ -153,6 +167,15 @@ def main(argv: list[str] | None = None) -> int:
         '--wait-for', nargs='+', default=[], metavar='TOPIC', help='first wait until these topics have a subscriber'
     )
     parser.add_argument('--match-timeout', type=float, default=60.0, help='longest --wait-for wait, in seconds')
+    parser.add_argument(
+        '--clock',
+        type=float,
+        nargs='?',
+        const=40.0,
+        default=0.0,
+        metavar='HZ',
+        help="publish the recording's time on /clock, HZ times a second (default 40), for use_sim_time nodes",
+    )
     args = parser.parse_args(argv)
     rclpy.init()
     node = Node('css_bag_player')
@@ -168,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             start_delay=args.start_delay,
             wait_for=args.wait_for,
             match_timeout=args.match_timeout,
+            clock_hz=args.clock,
         )
     except KeyboardInterrupt:
         return 0

@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.time import Time
 from rosbags.rosbag1 import Writer as Writer1
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
+from rosgraph_msgs.msg import Clock
 from std_msgs.msg import String
 
 from css_perception.ros.player import play
@@ -129,4 +132,36 @@ def test_missing_topic_lists_what_the_bag_has(ros_context, tmp_path) -> None:
     node = Node('player', context=ros_context)
     with pytest.raises(ValueError, match=r"\['/nope'\] not in .* it has: /chatter, /tf"):
         play(node, [bag], topics=['/nope'])
+    node.destroy_node()
+
+
+def test_clock_gives_use_sim_time_nodes_the_recording_time(ros_context, tmp_path) -> None:
+    bag = _write_bag(tmp_path / 'bag')  # /chatter at 1.00, 1.05, ... 1.95 s
+    sim = Node('sim_time_user', context=ros_context, parameter_overrides=[Parameter('use_sim_time', value=True)])
+    clocks: list[int] = []
+    sim.create_subscription(Clock, '/clock', lambda m: clocks.append(Time.from_msg(m.clock).nanoseconds), 200)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(sim)
+    player = Node('player', context=ros_context)
+    thread = threading.Thread(target=lambda: play(player, [bag], clock_hz=100.0, wait_for=['/clock'], start_delay=0.5))
+    thread.start()
+    while thread.is_alive():
+        executor.spin_once(timeout_sec=0.01)
+    thread.join()
+    for _ in range(20):
+        executor.spin_once(timeout_sec=0.01)
+    last = 10**9 + 19 * GAP_NS
+    assert len(clocks) > 40  # ~95 ticks at 100 Hz over 0.95 s, and one per message
+    assert clocks == sorted(clocks)
+    assert (clocks[0], clocks[-1]) == (10**9, last)
+    assert sim.get_clock().now().nanoseconds == last  # the node's ROS time is the recording's
+    executor.shutdown()
+    sim.destroy_node()
+    player.destroy_node()
+
+
+def test_a_negative_clock_rate_is_refused(ros_context, tmp_path) -> None:
+    node = Node('player', context=ros_context)
+    with pytest.raises(ValueError, match='clock rate must be positive'):
+        play(node, [_write_bag(tmp_path / 'bag')], clock_hz=-1.0)
     node.destroy_node()
