@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from css_perception.core.metadata import Modality
 from css_perception.runtime.errors import RegistryError
@@ -27,39 +28,78 @@ def _node(rest: list[str]) -> int:
 
 
 def _registry(rest: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog='css-perception registry', description='list, verify or roll back models')
-    parser.add_argument('action', choices=('list', 'verify', 'rollback'))
+    parser = argparse.ArgumentParser(
+        prog='css-perception registry', description='list, verify, roll back, activate or prune models'
+    )
+    parser.add_argument('action', choices=('list', 'verify', 'rollback', 'activate', 'prune'))
+    parser.add_argument('target', nargs='?', metavar='MODALITY@VERSION', help='activate: the version, e.g. lidar@v3')
     parser.add_argument('--model-dir', default='models', help='registry root (the node parameter model_dir)')
     parser.add_argument(
         '--modality', choices=[m.value for m in Modality], action='append', help='default: every modality'
     )
+    parser.add_argument('--keep', type=int, default=3, help='prune: newest versions to keep (and always CURRENT)')
     args = parser.parse_args(rest)
+    if (args.action == 'activate') != (args.target is not None):
+        parser.error('activate takes MODALITY@VERSION, and only activate takes one')
     registry = Registry(args.model_dir)
     if not registry.root.is_dir():
         print(f'css-perception registry: no registry at {registry.root}', file=sys.stderr)
         return 2
+    if args.action == 'activate':
+        modality, _, version = args.target.partition('@')
+        if modality not in {m.value for m in Modality} or not version:
+            parser.error(f'activate takes MODALITY@VERSION (lidar@v3, camera@v1), not {args.target!r}')
+        return _registry_action(registry, [modality], lambda m: _activate(registry, m, version))
+    per_modality: dict[str, Callable[[str], bool]] = {
+        'list': lambda m: _list(registry, m, verify=False),
+        'verify': lambda m: _list(registry, m, verify=True),
+        'rollback': lambda m: _activate(registry, m, None),
+        'prune': lambda m: _prune(registry, m, args.keep),
+    }
+    return _registry_action(registry, args.modality, per_modality[args.action])
+
+
+def _registry_action(registry: Registry, modalities: list[str] | None, action: Callable[[str], bool]) -> int:
+    """``action`` per modality (default: every one); 1 when one failed or raised a RegistryError."""
     failed = False
-    for modality in args.modality or [m.value for m in Modality]:
+    for modality in modalities or [m.value for m in Modality]:
         try:
-            if args.action == 'rollback':
-                entry = registry.rollback(modality)
-                print(f'{modality}: CURRENT -> {entry.version}')
-                continue
-            current = registry.current(modality)
-            for entry in registry.versions(modality):
-                mark = '*' if current and entry.version == current.version else ' '
-                status = ''
-                if args.action == 'verify':
-                    try:
-                        registry.verify(entry)
-                        status = '  ok'
-                    except RegistryError as err:
-                        status, failed = f'  FAILED: {err}', True
-                print(f'{mark} {modality}/{entry.version}  {entry.sha256[:12]}  {entry.path}{status}')
+            failed |= not action(modality)
         except RegistryError as err:
             print(f'{modality}: {err}', file=sys.stderr)
             failed = True
     return 1 if failed else 0
+
+
+def _list(registry: Registry, modality: str, verify: bool) -> bool:
+    current, ok = registry.current(modality), True
+    for entry in registry.versions(modality):
+        mark = '*' if current and entry.version == current.version else ' '
+        status = ''
+        if verify:
+            try:
+                registry.verify(entry)
+                status = '  ok'
+            except RegistryError as err:
+                status, ok = f'  FAILED: {err}', False
+        print(f'{mark} {modality}/{entry.version}  {entry.sha256[:12]}  {entry.path}{status}')
+    return ok
+
+
+def _activate(registry: Registry, modality: str, version: str | None) -> bool:
+    """Point CURRENT at ``version``, or at the one before the current (rollback) when None."""
+    entry = registry.rollback(modality) if version is None else registry.set_current(modality, version)
+    print(f'{modality}: CURRENT -> {entry.version}')
+    return True
+
+
+def _prune(registry: Registry, modality: str, keep: int) -> bool:
+    removed = registry.prune(modality, keep)
+    for entry in removed:
+        print(f'{modality}: removed {entry.version}')
+    kept = ', '.join(e.version for e in registry.versions(modality)) or 'none'
+    print(f'{modality}: kept {kept}')
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -165,6 +165,25 @@ class Registry:
             raise RegistryError(f'no {Modality(modality).value} version before {current and current.version}')
         return self.set_current(modality, versions[versions.index(current.version) - 1])
 
+    def prune(self, modality: Modality | str, keep: int) -> list[RegistryEntry]:
+        """Delete every version but the newest ``keep`` and the current one; returns those deleted.
+
+        Every continual step publishes a version, so a robot that retrains in the field fills its disk; the node
+        serves only ``CURRENT``, and the newest versions stay for ``rollback`` and ``add-classes --from``.
+
+        Raises:
+            RegistryError: ``keep`` < 1 (the newest version always stays: version numbers never repeat).
+        """
+        if keep < 1:
+            raise RegistryError(f'prune keeps at least the newest version, not {keep}')
+        current = self.current(modality)
+        old = self.versions(modality)[:-keep]
+        removed = [e for e in old if current is None or e.version != current.version]
+        for entry in removed:  # the model first: a version is listed by its .onnx file
+            entry.path.unlink()
+            entry.path.with_name(entry.path.name + '.sha256').unlink(missing_ok=True)
+        return removed
+
     def verify(self, entry: RegistryEntry) -> None:
         """Raises ChecksumError when the file's sha256 is not the one recorded at publish time."""
         actual = sha256_of(entry.path)

@@ -1,4 +1,5 @@
-"""``css-perception``: registry list / verify / rollback through the real entry point, and usage errors."""
+"""``css-perception``: registry list / verify / rollback / activate / prune through the real entry point, and usage
+errors."""
 
 from __future__ import annotations
 
@@ -37,6 +38,29 @@ def test_registry_list_verify_rollback(tmp_path) -> None:
     assert failed.returncode == 1
     assert 'lidar/v2' in failed.stdout
     assert 'FAILED' in failed.stdout
+
+
+def test_registry_activate_and_prune(tmp_path) -> None:
+    reg = Registry(tmp_path / 'models')
+    for v in ('v1', 'v2', 'v3', 'v4'):
+        reg.publish(write_model(tmp_path / f'{v}.onnx', lidar_metadata(v)), Modality.LIDAR, v)
+    root = str(reg.root)
+    activated = _run('registry', 'activate', 'lidar@v1', '--model-dir', root)
+    assert (activated.returncode, activated.stdout) == (0, 'lidar: CURRENT -> v1\n')
+    assert reg.current(Modality.LIDAR).version == 'v1'
+    unknown = _run('registry', 'activate', 'lidar@v9', '--model-dir', root)
+    assert unknown.returncode == 1
+    assert "lidar: lidar model 'v9' not in" in unknown.stderr
+    assert 'has: v1, v2, v3, v4' in unknown.stderr
+    pruned = _run('registry', 'prune', '--keep', '2', '--modality', 'lidar', '--model-dir', root)
+    assert pruned.returncode == 0
+    assert pruned.stdout == 'lidar: removed v2\nlidar: kept v1, v3, v4\n'  # v1 is CURRENT
+    assert reg.current(Modality.LIDAR).version == 'v1'
+    for bad in (['activate'], ['activate', 'v1'], ['activate', 'radar@v1'], ['list', 'lidar@v1']):
+        usage = _run('registry', *bad, '--model-dir', root)
+        assert usage.returncode == 2, bad
+        assert 'activate takes MODALITY@VERSION' in usage.stderr, bad
+    assert [e.version for e in reg.versions(Modality.LIDAR)] == ['v1', 'v3', 'v4']
 
 
 def test_unknown_command_prints_usage() -> None:

@@ -98,3 +98,20 @@ def test_reader_polling_current_never_sees_a_partial_file(registry: Registry, tm
     reader.join()
     assert seen <= {'v1\n', 'v2\n'}
     assert seen
+
+
+def test_prune_keeps_the_newest_versions_and_the_current_one(registry: Registry, tmp_path) -> None:
+    for v in ('v3', 'v4', 'v5'):
+        registry.publish(write_model(tmp_path / f'{v}.onnx', lidar_metadata(v)), L, v)
+    registry.set_current(L, 'v2')  # rolled back
+    removed = registry.prune(L, keep=2)
+    assert [e.version for e in removed] == ['v1', 'v3']
+    assert [e.version for e in registry.versions(L)] == ['v2', 'v4', 'v5']
+    assert sorted(p.name for p in registry.directory(L).iterdir()) == [
+        'CURRENT', 'v2.onnx', 'v2.onnx.sha256', 'v4.onnx', 'v4.onnx.sha256', 'v5.onnx', 'v5.onnx.sha256'
+    ]  # fmt: skip
+    assert registry.current(L).version == 'v2'
+    assert registry.next_version(L) == 'v6'
+    assert registry.prune(L, keep=5) == []
+    with pytest.raises(RegistryError, match='at least the newest version'):
+        registry.prune(L, keep=0)
