@@ -5,7 +5,8 @@
 
 With ``image_transport:=compressed`` the node reads CompressedImage frames from ``<image_topic>/compressed``.
 ``model_dir`` and ``image_transport`` are launch arguments with defaults, so they override ``params_file``: set them
-here, not in the file.
+here, not in the file. For a replay (``ros2 bag play --clock``, ``css-perception play --clock``) add
+``use_sim_time:=true``: the node and RViz then take their time from ``/clock``.
 """
 
 from launch.actions import DeclareLaunchArgument
@@ -33,6 +34,9 @@ def generate_launch_description() -> LaunchDescription:
             ),
             DeclareLaunchArgument('model_dir', default_value='models', description='model registry root'),
             DeclareLaunchArgument('rviz', default_value='false', description='also start RViz'),
+            DeclareLaunchArgument(
+                'use_sim_time', default_value='false', description='take the time from /clock (a replayed bag)'
+            ),
             Node(
                 package='css_perception',
                 executable='segment_node',
@@ -43,6 +47,7 @@ def generate_launch_description() -> LaunchDescription:
                     {
                         'model_dir': LaunchConfiguration('model_dir'),
                         'image_transport': LaunchConfiguration('image_transport'),
+                        'use_sim_time': LaunchConfiguration('use_sim_time'),
                     },
                 ],
                 remappings=[
@@ -55,6 +60,7 @@ def generate_launch_description() -> LaunchDescription:
                 executable='rviz2',
                 name='rviz2',
                 arguments=['-d', PathJoinSubstitution([share, 'config', 'css_perception.rviz'])],
+                parameters=[{'use_sim_time': LaunchConfiguration('use_sim_time')}],
                 condition=IfCondition(LaunchConfiguration('rviz')),
             ),
         ]

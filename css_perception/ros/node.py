@@ -36,11 +36,13 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.timer import Timer
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
@@ -148,14 +150,18 @@ class SegmentationNode(Node):
         self.create_service(Trigger, '~/reload_model', self._on_reload, callback_group=services)
         self.create_service(Trigger, '~/model_info', self._on_model_info, callback_group=services)
         self._service_group = services
-        self._diagnostics_timer = self.create_timer(
-            cfg.diagnostics_period_s, self._publish_diagnostics, callback_group=services
-        )
+        self._diagnostics_timer = self._diagnostics_every(cfg.diagnostics_period_s)
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         for state in self.states.values():
             self._start_model(state)
         self._publish_legend()
+
+    def _diagnostics_every(self, period_s: float) -> Timer:
+        """A wall-clock (steady) timer: under use_sim_time a ROS-time timer stops while no bag plays /clock, and the
+        node's health must be reported then too."""
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        return self.create_timer(period_s, self._publish_diagnostics, callback_group=self._service_group, clock=steady)
 
     # -- live parameters ----------------------------------------------------------------------------------------
     def _check_parameters(self, params: list[Parameter]) -> SetParametersResult:
@@ -170,9 +176,7 @@ class SegmentationNode(Node):
         self.config = self.config.changed({p.name: p.value for p in params})  # frames read it once per use
         if any(p.name == 'diagnostics_period_s' for p in params):
             self.destroy_timer(self._diagnostics_timer)
-            self._diagnostics_timer = self.create_timer(
-                self.config.diagnostics_period_s, self._publish_diagnostics, callback_group=self._service_group
-            )
+            self._diagnostics_timer = self._diagnostics_every(self.config.diagnostics_period_s)
         self.get_logger().info('parameters set: ' + ', '.join(f'{p.name}={p.value!r}' for p in params))
 
     # -- models -------------------------------------------------------------------------------------------------

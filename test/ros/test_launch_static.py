@@ -58,6 +58,12 @@ def test_inputs_are_remapped_from_launch_arguments() -> None:
     assert "'image_transport': LaunchConfiguration('image_transport')" in parameters
 
 
+def test_use_sim_time_reaches_the_node_and_rviz() -> None:
+    assert 'use_sim_time' in {ast.literal_eval(c.args[0]) for c in _calls('DeclareLaunchArgument')}
+    for node in _calls('Node'):
+        assert "'use_sim_time': LaunchConfiguration('use_sim_time')" in ast.unparse(_kwargs(node)['parameters'])
+
+
 def test_rviz_config_shows_the_node_outputs() -> None:
     config = yaml.safe_load((ROOT / 'config' / 'css_perception.rviz').read_text())
     displays = {d['Class']: d for d in config['Visualization Manager']['Displays']}

@@ -307,6 +307,19 @@ def test_the_diagnostics_period_is_live(harness: Harness) -> None:
     assert spin_until(harness.executor, lambda: len(harness.got['diag']) >= 3, timeout=5.0)
 
 
+def test_with_sim_time_and_no_clock_yet_it_serves_and_reports(ros_context, registry) -> None:
+    """A replay node runs with use_sim_time; its health must not wait for /clock (sim time 0 until the bag plays)."""
+    h = Harness(ros_context, {'model_dir': str(registry.root), 'diagnostics_period_s': 0.2, 'use_sim_time': True})
+    try:
+        h.listen('cloud', 'diag')
+        h.points_pub.publish(cloud_message(array_to_cloud(scan()), header(1)))
+        assert spin_until(h.executor, lambda: h.got['cloud'])
+        assert spin_until(h.executor, lambda: h.status('lidar').get('frames_out') == '1')
+        assert h.node.get_clock().now().nanoseconds == 0
+    finally:
+        h.close()
+
+
 def test_no_model_keeps_the_node_running(ros_context, tmp_path) -> None:
     h = Harness(ros_context, {'model_dir': str(tmp_path / 'empty'), 'enable_camera': False})
     try:
