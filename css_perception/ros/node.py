@@ -184,7 +184,9 @@ class SegmentationNode(Node):
         explicit = self.config.lidar_model if state.modality is Modality.LIDAR else self.config.camera_model
         if explicit:
             try:
-                model = SegmentationModel.load(explicit, self.config.providers)
+                model = SegmentationModel.load(
+                    explicit, self.config.providers, tensorrt_cache=self.config.tensorrt_cache
+                )
                 if model.metadata.modality is not state.modality:
                     raise RuntimeModelError(f'{explicit} is a {model.metadata.modality.value} model')
                 self._install(state, make_segmenter(model))
@@ -197,6 +199,7 @@ class SegmentationNode(Node):
             state.modality,
             self._on_decision,
             providers=self.config.providers,
+            tensorrt_cache=self.config.tensorrt_cache,
             poll_s=self.config.registry_poll_s,
             canary=lambda: state.canary,
         )

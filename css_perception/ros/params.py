@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from rcl_interfaces.msg import ParameterDescriptor
@@ -58,6 +59,11 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         'ONNX Runtime execution providers, in preference order',
         lambda v: len(v) > 0,
         'a non-empty list',
+    ),
+    ParameterSpec(
+        'tensorrt_cache_dir',
+        '~/.ros/css_perception/tensorrt',
+        "TensorRT's engine cache, one directory per model content ('' = build engines at every load)",
     ),
     ParameterSpec(
         'output_reliability',
@@ -119,6 +125,7 @@ class NodeConfig:
     lidar_model: str
     camera_model: str
     providers: tuple[str, ...]
+    tensorrt_cache_dir: str
     output_reliability: str
     overlay_alpha: float
     label_image_encoding: str
@@ -148,6 +155,10 @@ class NodeConfig:
         if bad:
             raise ConfigError('invalid parameters: ' + '; '.join(bad))
         return cls(**{**values, 'providers': tuple(values['providers'])})
+
+    @property
+    def tensorrt_cache(self) -> Path | None:
+        return Path(self.tensorrt_cache_dir).expanduser() if self.tensorrt_cache_dir else None
 
     def changed(self, values: dict[str, Any]) -> NodeConfig:
         """This configuration with ``values`` set, checked as a whole (a WARN level must stay below its ERROR)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -46,6 +47,7 @@ def validate_candidate(
     modality: Modality,
     providers: Sequence[str] = DEFAULT_PROVIDERS,
     canary: Canary = None,
+    tensorrt_cache: Path | None = None,
 ) -> Segmenter:
     """Load ``entry`` and run every check a model must pass before it may serve; return its segmenter.
 
@@ -55,7 +57,7 @@ def validate_candidate(
     Raises a ``RuntimeModelError`` subclass (or a core ``ValueError``) naming the failed check.
     """
     registry.verify(entry)
-    model = SegmentationModel.load(entry.path, providers=providers, warmup=True)
+    model = SegmentationModel.load(entry.path, providers=providers, warmup=True, tensorrt_cache=tensorrt_cache)
     if model.metadata.modality is not modality:
         msg = f'{entry.path.name} is a {model.metadata.modality.value} model, expected {modality.value}'
         raise ModelValidationError(msg)
@@ -87,6 +89,7 @@ class RegistryWatcher:
         providers: Sequence[str] = DEFAULT_PROVIDERS,
         poll_s: float = 1.0,
         canary: Callable[[], Canary] = lambda: None,
+        tensorrt_cache: Path | None = None,
     ) -> None:
         self.registry = registry
         self.modality = modality
@@ -94,6 +97,7 @@ class RegistryWatcher:
         self._on_decision = on_decision
         self._providers = tuple(providers)
         self._canary = canary
+        self._tensorrt_cache = tensorrt_cache
         self._serving: str | None = None
         self._refused: str | None = None
         self._lock = threading.Lock()
@@ -129,7 +133,9 @@ class RegistryWatcher:
             if not force and entry.version in (self._serving, self._refused):
                 return None
             try:
-                segmenter = validate_candidate(self.registry, entry, self.modality, self._providers, self._canary())
+                segmenter = validate_candidate(
+                    self.registry, entry, self.modality, self._providers, self._canary(), self._tensorrt_cache
+                )
             except (RuntimeModelError, CoreError, OSError) as err:
                 self._refused = entry.version
                 return self._decide(SwapDecision(self.modality, entry.version, False, str(err)))

@@ -16,13 +16,42 @@ import onnxruntime as ort
 from css_perception.core.errors import MetadataError
 from css_perception.core.metadata import Modality, ModelMetadata
 from css_perception.runtime.errors import ModelLoadError, ModelValidationError
+from css_perception.runtime.registry import sha256_of
 
-__all__ = ['DEFAULT_PROVIDERS', 'SegmentationModel', 'choose_providers']
+__all__ = ['DEFAULT_PROVIDERS', 'SegmentationModel', 'choose_providers', 'session_providers', 'tensorrt_options']
 
 _log = logging.getLogger(__name__)
 
 DEFAULT_PROVIDERS = ('TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider')
 _CPU = 'CPUExecutionProvider'
+_TENSORRT = 'TensorrtExecutionProvider'
+
+
+def tensorrt_options(cache_root: Path, model_sha256: str) -> dict[str, str]:
+    """TensorRT's engine cache, in a directory named after the model's content.
+
+    Without a cache TensorRT builds its engine at every session start, which takes minutes on an embedded GPU: the
+    node would wait that long at every start and for every hot swap. ONNX Runtime's documentation asks to delete
+    cached engines whenever the model changes; one directory per model content makes a retrained model build its
+    own engine instead of loading a stale one.
+    """
+    return {'trt_engine_cache_enable': 'True', 'trt_engine_cache_path': str(cache_root / model_sha256[:16])}
+
+
+def session_providers(
+    path: Path, providers: Sequence[str], tensorrt_cache: Path | None
+) -> list[str | tuple[str, dict[str, str]]]:
+    """``providers`` as ONNX Runtime takes them, TensorRT with its engine cache (:func:`tensorrt_options`) when
+    ``tensorrt_cache`` is set and its directory can be made."""
+    if tensorrt_cache is None or _TENSORRT not in providers:
+        return list(providers)
+    options = tensorrt_options(tensorrt_cache.expanduser(), sha256_of(path))
+    try:
+        Path(options['trt_engine_cache_path']).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        _log.warning('no TensorRT engine cache for %s (%s): its engine is built at every load', path.name, err)
+        return list(providers)
+    return [(p, options) if p == _TENSORRT else p for p in providers]
 
 
 def choose_providers(preferred: Sequence[str]) -> list[str]:
@@ -48,9 +77,16 @@ class SegmentationModel:
 
     @classmethod
     def load(
-        cls, path: str | Path, providers: Sequence[str] = DEFAULT_PROVIDERS, *, warmup: bool = True
+        cls,
+        path: str | Path,
+        providers: Sequence[str] = DEFAULT_PROVIDERS,
+        *,
+        warmup: bool = True,
+        tensorrt_cache: Path | None = None,
     ) -> SegmentationModel:
         """Load ``path`` on the first provider that works, check it against its metadata, and warm it up.
+
+        ``tensorrt_cache``: where TensorRT keeps its engines (:func:`tensorrt_options`); None builds them anew.
 
         Raises:
             ModelLoadError: the file is missing or not a readable ONNX model.
@@ -59,7 +95,7 @@ class SegmentationModel:
         path = Path(path)
         if not path.is_file():
             raise ModelLoadError(f'model file {path} does not exist')
-        session = _session(path, choose_providers(providers))
+        session = _session(path, session_providers(path, choose_providers(providers), tensorrt_cache))
         try:
             metadata = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map)
         except MetadataError as err:
@@ -114,7 +150,7 @@ class SegmentationModel:
         return np.random.default_rng(0).standard_normal(self.input_shape).astype(np.float32)
 
 
-def _session(path: Path, providers: list[str]) -> ort.InferenceSession:
+def _session(path: Path, providers: list[str | tuple[str, dict[str, str]]]) -> ort.InferenceSession:
     """A session on ``providers``; a GPU provider that fails to initialise falls back to CPU.
 
     Its intra-op threads sleep between runs instead of spinning: the node's two sessions share the cores with the

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
 from support.onnx_models import camera_metadata, lidar_metadata, write_model
 
 from css_perception.runtime.errors import ModelLoadError, ModelValidationError
-from css_perception.runtime.model import SegmentationModel, choose_providers
+from css_perception.runtime.model import SegmentationModel, choose_providers, session_providers
 from css_perception.runtime.segmenter import make_segmenter
 
 
@@ -29,6 +31,39 @@ def test_the_session_threads_sleep_between_runs(tmp_path) -> None:
 def test_unavailable_providers_fall_back_to_cpu() -> None:
     assert choose_providers(['NoSuchExecutionProvider', 'CUDAExecutionProvider'])[-1] == 'CPUExecutionProvider'
     assert 'NoSuchExecutionProvider' not in choose_providers(['NoSuchExecutionProvider'])
+
+
+def test_tensorrt_gets_an_engine_cache_per_model_content(tmp_path) -> None:
+    first = write_model(tmp_path / 'a.onnx', lidar_metadata(), winner=1)
+    same = tmp_path / 'b.onnx'
+    same.write_bytes(first.read_bytes())
+    retrained = write_model(tmp_path / 'a2.onnx', lidar_metadata(), winner=2)
+    cache = tmp_path / 'trt'
+    chosen = ['TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider']
+    providers = session_providers(first, chosen, cache)
+    (name, options), *rest = providers
+    assert (name, rest) == ('TensorrtExecutionProvider', chosen[1:])
+    assert options['trt_engine_cache_enable'] == 'True'
+    directory = Path(options['trt_engine_cache_path'])
+    assert directory.is_dir()
+    assert directory.parent == cache
+    assert session_providers(same, chosen, cache)[0][1]['trt_engine_cache_path'] == str(directory)
+    assert session_providers(retrained, chosen, cache)[0][1]['trt_engine_cache_path'] != str(directory)
+    assert session_providers(first, chosen, None) == chosen
+    assert session_providers(first, chosen[1:], cache) == chosen[1:]
+
+
+def test_an_engine_cache_that_cannot_be_made_loads_without_one(tmp_path) -> None:
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('')
+    model = write_model(tmp_path / 'm.onnx', lidar_metadata())
+    assert session_providers(model, ['TensorrtExecutionProvider'], blocker) == ['TensorrtExecutionProvider']
+
+
+def test_without_tensorrt_in_the_build_no_cache_is_made(tmp_path) -> None:
+    model = SegmentationModel.load(write_model(tmp_path / 'm.onnx', lidar_metadata()), tensorrt_cache=tmp_path / 'trt')
+    assert model.provider == 'CPUExecutionProvider'
+    assert not (tmp_path / 'trt').exists()
 
 
 def test_missing_file(tmp_path) -> None:
