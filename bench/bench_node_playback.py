@@ -32,8 +32,8 @@ def trial(source: Path, model_dir: Path, recording: Path, report: Path) -> dict[
            'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'}  # fmt: skip
     with live_node(Path(sys.executable).parent, model_dir, env):
         diagnostics = play_and_monitor(Path(sys.executable).parent, recording, report, env).get('diagnostics', {})
-    return {m: {f: float(diagnostics[f'css_perception: {m}'][f]) for f in FIELDS}
-            for m in MODALITIES if f'css_perception: {m}' in diagnostics}  # fmt: skip
+    return {m: {f: float(diagnostics[f'/segment_node: {m}'][f]) for f in FIELDS}
+            for m in MODALITIES if f'/segment_node: {m}' in diagnostics}  # fmt: skip
 
 
 def main() -> int:

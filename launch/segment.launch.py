@@ -6,7 +6,9 @@
 With ``image_transport:=compressed`` the node reads CompressedImage frames from ``<image_topic>/compressed``.
 ``model_dir`` and ``image_transport`` are launch arguments with defaults, so they override ``params_file``: set them
 here, not in the file. For a replay (``ros2 bag play --clock``, ``css-perception play --clock``) add
-``use_sim_time:=true``: the node and RViz then take their time from ``/clock``.
+``use_sim_time:=true``: the node and RViz then take their time from ``/clock``. A node per camera: launch again
+with ``namespace:=<name>`` (its topics become ``/<name>/segment_node/...``; the package's params file applies to
+``segment_node`` in any namespace) and a params file with ``enable_lidar: false``.
 """
 
 from launch.actions import DeclareLaunchArgument
@@ -34,6 +36,7 @@ def generate_launch_description() -> LaunchDescription:
             ),
             DeclareLaunchArgument('model_dir', default_value='models', description='model registry root'),
             DeclareLaunchArgument('rviz', default_value='false', description='also start RViz'),
+            DeclareLaunchArgument('namespace', default_value='', description="segment_node's namespace"),
             DeclareLaunchArgument(
                 'use_sim_time', default_value='false', description='take the time from /clock (a replayed bag)'
             ),
@@ -41,6 +44,7 @@ def generate_launch_description() -> LaunchDescription:
                 package='css_perception',
                 executable='segment_node',
                 name='segment_node',
+                namespace=LaunchConfiguration('namespace'),
                 output='screen',
                 parameters=[
                     LaunchConfiguration('params_file'),

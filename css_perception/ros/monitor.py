@@ -40,6 +40,7 @@ class OutputMonitor(Node):
     def __init__(self, target: str = 'segment_node', **kwargs: Any) -> None:
         super().__init__('css_output_monitor', **kwargs)
         prefix = f'/{target.strip("/")}'
+        self._status_prefix = f'{prefix}: '  # the node's own diagnostics, not another instance's
         self.counts: Counter[str] = Counter()
         self.lidar_classes: Counter[int] = Counter()
         self.camera_classes: Counter[int] = Counter()
@@ -103,7 +104,7 @@ class OutputMonitor(Node):
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
-            if status.name.startswith('css_perception'):
+            if status.name.startswith(self._status_prefix):
                 level = status.level[0] if isinstance(status.level, bytes) else int(status.level)  # 'byte' field
                 values = {kv.key: kv.value for kv in status.values}
                 self.diagnostics[status.name] = {'level': level, 'message': status.message, **values}
@@ -127,7 +128,9 @@ class OutputMonitor(Node):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='css-perception monitor', description=__doc__.splitlines()[0])
-    parser.add_argument('--node', default='segment_node', help='name of the segmentation node')
+    parser.add_argument(
+        '--node', default='segment_node', help='the segmentation node, with its namespace if any (front/segment_node)'
+    )
     parser.add_argument('--duration', type=float, default=30.0, help='stop after this many seconds')
     parser.add_argument('--idle', type=float, default=3.0, help='stop after this long without output, once started')
     parser.add_argument('--out', type=Path, help='write the report as JSON here')

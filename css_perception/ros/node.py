@@ -380,7 +380,9 @@ class SegmentationNode(Node):
             level, message = 'WARN', f'model {state.refused[0]} refused: {state.refused[1]}'
         else:
             level, message = 'OK', f'model {meta.version} on {serving.segmenter.model.provider}'
-        return diagnostic_status(f'css_perception: {state.modality.value}', level, message, values)
+        # Named as diagnostic_updater names statuses (node: task), so that a node per camera stays apart.
+        name = f'{self.get_fully_qualified_name()}: {state.modality.value}'
+        return diagnostic_status(name, level, message, values)
 
     def _publish_diagnostics(self) -> None:
         array = DiagnosticArray()

@@ -58,6 +58,12 @@ def test_inputs_are_remapped_from_launch_arguments() -> None:
     assert "'image_transport': LaunchConfiguration('image_transport')" in parameters
 
 
+def test_the_node_can_run_in_a_namespace() -> None:
+    assert 'namespace' in {ast.literal_eval(c.args[0]) for c in _calls('DeclareLaunchArgument')}
+    node = next(c for c in _calls('Node') if ast.literal_eval(_kwargs(c)['package']) == 'css_perception')
+    assert ast.unparse(_kwargs(node)['namespace']) == "LaunchConfiguration('namespace')"
+
+
 def test_use_sim_time_reaches_the_node_and_rviz() -> None:
     assert 'use_sim_time' in {ast.literal_eval(c.args[0]) for c in _calls('DeclareLaunchArgument')}
     for node in _calls('Node'):

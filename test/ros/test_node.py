@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,7 +100,8 @@ class Harness:
 
     def status(self, modality: str) -> dict[str, str]:
         """The values of the latest /diagnostics status of ``modality`` received, {} before one."""
-        statuses = [s for d in self.got['diag'] for s in d.status if s.name == f'css_perception: {modality}']
+        name = f'{self.node.get_fully_qualified_name()}: {modality}'
+        statuses = [s for d in self.got['diag'] for s in d.status if s.name == name]
         return {kv.key: kv.value for kv in statuses[-1].values} if statuses else {}
 
     def close(self) -> None:
@@ -224,7 +226,7 @@ def test_frames_missing_from_the_input_stamps_are_counted(harness: Harness) -> N
     assert spin_until(harness.executor, lambda: harness.status('lidar').get('frames_in') == '6')
     assert harness.status('lidar')['frames_missed'] == '2'
     assert harness.status('lidar')['input_period_ms'] == '1000.0'
-    latest = [s for d in harness.got['diag'] for s in d.status if s.name == 'css_perception: lidar'][-1]
+    latest = [s for d in harness.got['diag'] for s in d.status if s.name == '/segment_node: lidar'][-1]
     assert latest.level == DiagnosticStatus.WARN  # 2 of the 7 frames since the first: over the 0.2 default
     assert latest.message == '29 % of recent input frames missed before the node'
 
@@ -274,7 +276,7 @@ def test_live_parameters_apply_to_the_next_frame(harness: Harness) -> None:
     assert spin_until(harness.executor, lambda: harness.got['overlay'])
     np.testing.assert_array_equal(image_to_array(harness.got['overlay'][0]), frame)  # no class colour at alpha 0
     assert spin_until(harness.executor, lambda: harness.status('camera').get('frames_out') == '1')
-    latest = [s for d in harness.got['diag'] for s in d.status if s.name == 'css_perception: camera'][-1]
+    latest = [s for d in harness.got['diag'] for s in d.status if s.name == '/segment_node: camera'][-1]
     assert latest.level == DiagnosticStatus.WARN
     assert latest.message.endswith('> 1e-06 ms')
 
@@ -320,6 +322,22 @@ def test_with_sim_time_and_no_clock_yet_it_serves_and_reports(ros_context, regis
         h.close()
 
 
+def test_the_package_params_file_reaches_a_node_in_a_namespace(ros_context, registry, tmp_path) -> None:
+    """A second camera runs a second node in its own namespace; the package's params file must still apply."""
+    values = yaml.safe_load((Path(__file__).parents[2] / 'config' / 'segment.yaml').read_text())
+    (key,) = values
+    values[key]['ros__parameters'].update(model_dir=str(registry.root), overlay_alpha=0.25, enable_lidar=False)
+    params = tmp_path / 'segment.yaml'
+    params.write_text(yaml.safe_dump(values))
+    args = ['--ros-args', '--params-file', str(params)]
+    node = SegmentationNode(context=ros_context, namespace='front', cli_args=args)
+    try:
+        assert (node.config.overlay_alpha, node.config.enable_lidar) == (0.25, False)
+        assert node._status(node.states[Modality.CAMERA]).name == '/front/segment_node: camera'
+    finally:
+        node.destroy_node()
+
+
 def test_no_model_keeps_the_node_running(ros_context, tmp_path) -> None:
     h = Harness(ros_context, {'model_dir': str(tmp_path / 'empty'), 'enable_camera': False})
     try:
@@ -344,11 +362,9 @@ def test_bad_parameters_are_refused_with_every_reason(ros_context) -> None:
 
 
 def test_yaml_defaults_and_live_marks_match_the_parameter_table() -> None:
-    from pathlib import Path
-
     text = (Path(__file__).parents[2] / 'config' / 'segment.yaml').read_text()
     values = yaml.safe_load(text)
-    params = values['segment_node']['ros__parameters']
+    params = values['/**/segment_node']['ros__parameters']
     assert params == {p.name: p.default for p in PARAMETERS}
     marked = {line.split(':')[0].strip() for line in text.splitlines() if '# live' in line}
     assert marked == {p.name for p in PARAMETERS if p.live}
