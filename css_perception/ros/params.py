@@ -158,7 +158,7 @@ class NodeConfig:
 
     @property
     def tensorrt_cache(self) -> Path | None:
-        return Path(self.tensorrt_cache_dir).expanduser() if self.tensorrt_cache_dir else None
+        return Path(self.tensorrt_cache_dir) if self.tensorrt_cache_dir else None
 
     def changed(self, values: dict[str, Any]) -> NodeConfig:
         """This configuration with ``values`` set, checked as a whole (a WARN level must stay below its ERROR)."""
