@@ -5,14 +5,14 @@ Topics (relative names; the launch file remaps the inputs):
 - in  ``points`` (PointCloud2), ``image`` (Image), or ``image/compressed`` (CompressedImage, jpeg/png) with
   ``image_transport:=compressed``, named after ``image``'s remapped name as image_transport names it: best effort,
   keep last 1, so a slow model drops stale frames instead of queueing them.
-- out ``~/lidar/points``: the input cloud's fields + ``label`` (uint16 ontology id) + ``rgb`` (packed float32, RViz's
-  RGB8) + ``score`` (float32), with the input header. ``~/camera/labels`` (mono16/mono8 ids) and
-  ``~/camera/overlay`` (rgb8), input header. ``~/legend`` (MarkerArray) and ``~/legend_json`` (latched String).
-  ``~/provenance`` (String): one JSON per processed frame with its stamp, frame id and the model version that
-  produced its outputs -- how each output says which model made it, without bending its header.
-  ``/diagnostics``: per modality rate, latency percentiles per stage, counters, model version, provider, and
-  ``frames_missed``: frames the gaps between input stamps say never reached the node (WARN above
-  ``missed_frames_warn_fraction`` of the recent ones).
+- out ``~/lidar/points``: the input cloud's fields + ``label`` (uint16 ontology id; 0 where the class probability
+  is below ``min_score``) + ``rgb`` (packed float32, RViz's RGB8) + ``score`` (float32), with the input header.
+  ``~/camera/labels`` (mono16/mono8 ids) and ``~/camera/overlay`` (rgb8), input header. ``~/legend`` (MarkerArray)
+  and ``~/legend_json`` (latched String). ``~/provenance`` (String): one JSON per processed frame with its stamp,
+  frame id and the model version that produced its outputs -- how each output says which model made it, without
+  bending its header. ``/diagnostics``, statuses ``<node>: <modality>``: per modality rate, latency percentiles per
+  stage, counters, model version, provider, and ``frames_missed``: frames the gaps between input stamps say never
+  reached the node (WARN above ``missed_frames_warn_fraction`` of the recent ones).
 - services ``~/reload_model`` (std_srvs/Trigger: re-validate the registry's CURRENT now) and ``~/model_info``.
 - parameters (``css_perception.ros.params``): the live ones apply from the next frame or diagnostics period when
   set on the running node, checked as a whole first; the others are read-only after start.
@@ -66,7 +66,7 @@ from css_perception.runtime.errors import RuntimeModelError
 from css_perception.runtime.hotswap import RegistryWatcher, Segmenter, SwapDecision
 from css_perception.runtime.model import SegmentationModel
 from css_perception.runtime.registry import Registry
-from css_perception.runtime.segmenter import make_segmenter
+from css_perception.runtime.segmenter import make_segmenter, unsure_as_unlabelled
 from css_perception.runtime.stats import LatencyWindow, RateMeter, StampGaps
 
 __all__ = ['SegmentationNode', 'main']
@@ -277,7 +277,8 @@ class SegmentationNode(Node):
             t1 = time.perf_counter()
             result = serving.segmenter.segment(xyz, intensity)
             t2 = time.perf_counter()
-            out = with_fields(arr, label=result.labels, rgb=pack_rgb(serving.lut[result.labels]), score=result.scores)
+            labels = unsure_as_unlabelled(result.labels, result.scores, self.config.min_score)
+            out = with_fields(arr, label=labels, rgb=pack_rgb(serving.lut[labels]), score=result.scores)
             self.pub_cloud.publish(cloud_message(array_to_cloud(out), msg.header))
         except (CoreError, RuntimeModelError) as err:
             self._bad_frame(state, err)
@@ -310,12 +311,13 @@ class SegmentationNode(Node):
             t1 = time.perf_counter()
             result = serving.segmenter.segment(rgb)
             t2 = time.perf_counter()
+            labels = unsure_as_unlabelled(result.labels, result.scores, self.config.min_score)
             if want_labels:
                 encoding = self.config.label_image_encoding
-                ids = result.labels if encoding == 'mono16' else np.minimum(result.labels, 255).astype(np.uint8)
+                ids = labels if encoding == 'mono16' else np.minimum(labels, 255).astype(np.uint8)
                 self.pub_labels.publish(image_message(array_to_image(ids, encoding), header))
             if want_overlay:
-                blended = overlay(rgb, result.labels, serving.lut, self.config.overlay_alpha)
+                blended = overlay(rgb, labels, serving.lut, self.config.overlay_alpha)
                 self.pub_overlay.publish(image_message(array_to_image(blended, 'rgb8'), header))
         except (CoreError, RuntimeModelError) as err:
             self._bad_frame(state, err)

@@ -1,8 +1,8 @@
 """The node's ROS parameters: one table gives name, default, description, check and whether it is live;
 ``NodeConfig`` is its value.
 
-Live parameters (the overlay, the label encoding, the diagnostics' levels and period) take effect when set on the
-running node (``ros2 param set``). The others shape subscriptions, models and threads, so they are declared
+Live parameters (the overlay, ``min_score``, the label encoding, the diagnostics' levels and period) take effect when
+set on the running node (``ros2 param set``). The others shape subscriptions, models and threads, so they are declared
 read-only: rclpy refuses to set them after start instead of accepting a value the node would ignore.
 ``config/segment.yaml`` repeats the defaults for users to edit; a test keeps the two identical.
 """
@@ -81,6 +81,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         live=True,
     ),
     ParameterSpec(
+        'min_score',
+        0.0,
+        'outputs label points and pixels whose class probability is below this as unlabelled (0); scores are kept',
+        lambda v: 0.0 <= v <= 1.0,
+        'in [0, 1]',
+        live=True,
+    ),
+    ParameterSpec(
         'label_image_encoding',
         'mono16',
         'encoding of the label image (ontology ids)',
@@ -128,6 +136,7 @@ class NodeConfig:
     tensorrt_cache_dir: str
     output_reliability: str
     overlay_alpha: float
+    min_score: float
     label_image_encoding: str
     lidar_latency_warn_ms: float
     lidar_latency_error_ms: float

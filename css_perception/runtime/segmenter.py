@@ -15,7 +15,7 @@ from css_perception.core.metadata import CameraInputSpec, LidarInputSpec, Modali
 from css_perception.core.projection import RangeProjection, back_project, project_scan
 from css_perception.runtime.model import SegmentationModel
 
-__all__ = ['CameraResult', 'CameraSegmenter', 'LidarResult', 'LidarSegmenter', 'make_segmenter']
+__all__ = ['CameraResult', 'CameraSegmenter', 'LidarResult', 'LidarSegmenter', 'make_segmenter', 'unsure_as_unlabelled']
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,17 @@ def _argmax_scores(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     top = logits.max(axis=0)
     scores = 1.0 / np.exp(logits - top).sum(axis=0)
     return logits.argmax(axis=0), scores.astype(np.float32)
+
+
+def unsure_as_unlabelled(labels: np.ndarray, scores: np.ndarray, min_score: float) -> np.ndarray:
+    """``labels`` with id 0 (unlabelled) wherever the winning class's probability is below ``min_score``.
+
+    A model that learned a class from one recording is often unsure of it elsewhere; a robot can rather leave such
+    points unlabelled (and collect them for the next step) than act on a guess.
+    """
+    if min_score <= 0.0:
+        return labels
+    return np.where(scores < min_score, np.zeros((), labels.dtype), labels)
 
 
 class LidarSegmenter:

@@ -281,6 +281,22 @@ def test_live_parameters_apply_to_the_next_frame(harness: Harness) -> None:
     assert latest.message.endswith('> 1e-06 ms')
 
 
+def test_min_score_leaves_unsure_points_and_pixels_unlabelled(harness: Harness) -> None:
+    harness.listen('cloud', 'labels')
+    assert set_parameters(harness, min_score=0.99).successful  # the test models' winner has probability 0.987
+    harness.points_pub.publish(cloud_message(array_to_cloud(scan()), header(1)))
+    harness.image_pub.publish(image_message(array_to_image(np.full((30, 40, 3), 100, np.uint8), 'rgb8'), header(2)))
+    assert spin_until(harness.executor, lambda: harness.got['cloud'] and harness.got['labels'])
+    cloud = cloud_to_array(harness.got['cloud'][0])
+    np.testing.assert_array_equal(cloud['label'], 0)
+    assert (cloud['score'] > 0.98).all()  # the score is published as the model gave it
+    assert (image_to_array(harness.got['labels'][0]) == 0).all()
+    assert set_parameters(harness, min_score=0.5).successful
+    harness.points_pub.publish(cloud_message(array_to_cloud(scan()), header(3)))
+    assert spin_until(harness.executor, lambda: len(harness.got['cloud']) == 2)
+    np.testing.assert_array_equal(cloud_to_array(harness.got['cloud'][1])['label'], 40)
+
+
 def test_a_bad_or_read_only_parameter_is_refused_and_nothing_changes(harness: Harness) -> None:
     before = harness.node.config
     refused = set_parameters(harness, overlay_alpha=1.5)

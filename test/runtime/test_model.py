@@ -11,7 +11,7 @@ from support.onnx_models import camera_metadata, lidar_metadata, write_model
 
 from css_perception.runtime.errors import ModelLoadError, ModelValidationError
 from css_perception.runtime.model import SegmentationModel, choose_providers, session_providers
-from css_perception.runtime.segmenter import make_segmenter
+from css_perception.runtime.segmenter import make_segmenter, unsure_as_unlabelled
 
 
 def test_good_model_loads_on_cpu(tmp_path) -> None:
@@ -127,3 +127,12 @@ def test_camera_segmenter_returns_frame_sized_labels(tmp_path) -> None:
     assert result.labels.shape == (45, 70)
     assert (result.labels == 40).all()
     assert result.scores.shape == (45, 70)
+
+
+def test_unsure_labels_become_unlabelled_and_keep_their_dtype() -> None:
+    labels = np.array([[10, 40], [40, 10]], np.uint16)
+    scores = np.array([[0.9, 0.4], [0.6, 0.55]], np.float32)
+    unsure = unsure_as_unlabelled(labels, scores, 0.6)
+    np.testing.assert_array_equal(unsure, [[10, 0], [40, 0]])  # 0.6 itself is sure enough
+    assert unsure.dtype == np.uint16
+    assert unsure_as_unlabelled(labels, scores, 0.0) is labels
