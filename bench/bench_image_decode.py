@@ -1,5 +1,8 @@
 """What a camera frame costs the node to decode: raw ``Image`` against jpeg and png ``CompressedImage``.
 
+Raw frames come as bgr8 and as what drivers send undecoded: a Bayer mosaic (one byte a pixel) and packed YUV 4:2:2
+(two; both filled from the frame's bytes, as their decode time does not depend on the values).
+
 The frame is a simulated street (the simulator's camera at the chosen size), so the compressed sizes and decode
 times are those of a real-looking image, not of noise. Each decode is reported in ms and as a ratio to a baseline
 measured in the same run: one plain copy of the raw frame's bytes.
@@ -29,12 +32,22 @@ def main() -> None:
     rgb, _ = Simulation(SimConfig(scans=20, camera=camera)).frame(5)
     raw = array_to_image(np.ascontiguousarray(rgb[..., ::-1]), 'bgr8')  # drivers often publish bgr8
     compressed = {fmt: rgb8_to_compressed(rgb, fmt) for fmt in ('jpeg', 'png')}
+    undecoded = [
+        array_to_image(np.ascontiguousarray(rgb[..., 1]), 'bayer_rggb8'),
+        array_to_image(np.ascontiguousarray(rgb[..., :2]), 'yuv422_yuy2'),
+    ]
 
     baseline = best_ms(lambda: np.frombuffer(raw.data, np.uint8).copy(), args.repeat)
     stages = {
         f'raw bgr8 Image ({len(raw.data) / 1e6:.2f} MB): image_to_array + to_rgb8': lambda: to_rgb8(
             image_to_array(raw), raw.encoding
         ),
+        **{
+            f'raw {img.encoding} Image ({len(img.data) / 1e6:.2f} MB): image_to_array + to_rgb8': (
+                lambda img=img: to_rgb8(image_to_array(img), img.encoding)
+            )
+            for img in undecoded
+        },
         **{
             f'{fmt} CompressedImage ({len(data) / 1e3:.0f} kB): compressed_to_rgb8': (
                 lambda name=name, data=data: compressed_to_rgb8(name, data)

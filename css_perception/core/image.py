@@ -2,6 +2,8 @@
 
 Rows may be padded (``step`` > ``width * bytes per pixel``) and 16-bit data may be big-endian; both are handled
 with views and one conversion, never per-pixel Python. Functions take any object with the message's attributes.
+Camera drivers that publish raw Bayer mosaics or packed YUV 4:2:2 are read too, so a robot needs no debayer or
+colour-conversion node in front of this one.
 """
 
 from __future__ import annotations
@@ -36,11 +38,27 @@ ENCODINGS: dict[str, tuple[np.dtype, int]] = {
     'mono16': (np.dtype(np.uint16), 1),
     '8UC1': (np.dtype(np.uint8), 1),
     '16UC1': (np.dtype(np.uint16), 1),
+    **{name: (np.dtype(np.uint8), 1) for name in ('bayer_rggb8', 'bayer_bggr8', 'bayer_gbrg8', 'bayer_grbg8')},
+    **{name: (np.dtype(np.uint8), 2) for name in ('yuv422', 'uyvy', 'yuv422_yuy2', 'yuyv')},
 }
 # CompressedImage formats we write, as image_transport's compressed plugin names them.
 COMPRESSED_FORMATS = ('jpeg', 'png')
 # Channel order that turns each colour encoding into RGB.
 _TO_RGB: dict[str, list[int]] = {'rgb8': [0, 1, 2], 'bgr8': [2, 1, 0], 'rgba8': [0, 1, 2], 'bgra8': [2, 1, 0]}
+# Where red sits in each 2x2 cell of a Bayer mosaic (row, column); blue is diagonal to it, green fills the rest.
+_BAYER_RED: dict[str, tuple[int, int]] = {
+    'bayer_rggb8': (0, 0),
+    'bayer_bggr8': (1, 1),
+    'bayer_gbrg8': (1, 0),
+    'bayer_grbg8': (0, 1),
+}
+# Byte positions of U, Y0, V, Y1 in each 4-byte pixel pair of packed YUV 4:2:2 (ROS's yuv422 is UYVY).
+_YUV422: dict[str, tuple[int, int, int, int]] = {
+    'yuv422': (0, 1, 2, 3),
+    'uyvy': (0, 1, 2, 3),
+    'yuv422_yuy2': (1, 0, 3, 2),
+    'yuyv': (1, 0, 3, 2),
+}
 
 
 @dataclass(frozen=True)
@@ -92,6 +110,10 @@ def to_rgb8(arr: np.ndarray, encoding: str) -> np.ndarray:
     dtype, channels = _layout(encoding)
     if arr.dtype != dtype or (arr.ndim == 3 and arr.shape[2] != channels) or arr.ndim != (2 if channels == 1 else 3):
         raise ConversionError(f'array of shape {arr.shape}, dtype {arr.dtype} is not {encoding}')
+    if encoding in _BAYER_RED:
+        return _debayer(arr, _BAYER_RED[encoding])
+    if encoding in _YUV422:
+        return _yuv422_to_rgb8(arr, _YUV422[encoding])
     if channels == 1:
         grey = (arr >> 8).astype(np.uint8) if dtype.itemsize == 2 else arr
         return np.repeat(grey[..., None], 3, axis=2)
@@ -103,6 +125,35 @@ def to_rgb8(arr: np.ndarray, encoding: str) -> np.ndarray:
     for out, channel in enumerate(_TO_RGB[encoding]):
         rgb[..., out] = arr[..., channel]
     return rgb
+
+
+def _debayer(mosaic: np.ndarray, red: tuple[int, int]) -> np.ndarray:
+    """One RGB value per 2x2 cell (its red, blue and mean green), repeated over the cell's four pixels.
+
+    Half-resolution colour is enough here: the camera nets see the frame scaled down to their input (96 x 128 for
+    the lite preset), and the outputs keep the frame's size.
+    """
+    height, width = mosaic.shape
+    if height % 2 or width % 2:
+        raise ConversionError(f'a Bayer mosaic has an even size, not {width} x {height}')
+    cells = mosaic.reshape(height // 2, 2, width // 2, 2)  # (cell row, row in cell, cell column, column in cell)
+    row, col = red
+    green = (cells[:, row, :, 1 - col].astype(np.uint16) + cells[:, 1 - row, :, col] + 1) // 2
+    rgb = np.stack([cells[:, row, :, col], green.astype(np.uint8), cells[:, 1 - row, :, 1 - col]], axis=-1)
+    return rgb.repeat(2, axis=0).repeat(2, axis=1)
+
+
+def _yuv422_to_rgb8(packed: np.ndarray, order: tuple[int, int, int, int]) -> np.ndarray:
+    """Packed 4:2:2 (two pixels share U and V) to RGB with ITU-R BT.601 in video range, as camera drivers send it."""
+    height, width = packed.shape[:2]
+    if width % 2:
+        raise ConversionError(f'packed YUV 4:2:2 has an even width, not {width}')
+    pairs = packed.reshape(height, width // 2, 4).astype(np.float32)
+    u, y0, v, y1 = (pairs[..., i] for i in order)
+    luma = 1.164 * (np.stack([y0, y1], axis=-1).reshape(height, width) - 16.0)
+    u, v = np.repeat(u - 128.0, 2, axis=1), np.repeat(v - 128.0, 2, axis=1)
+    rgb = np.stack([luma + 1.596 * v, luma - 0.392 * u - 0.813 * v, luma + 2.017 * u], axis=-1)
+    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
 
 
 def array_to_image(arr: np.ndarray, encoding: str) -> ImageData:

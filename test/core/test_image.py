@@ -88,6 +88,44 @@ def test_colour_frames_keep_every_pixel_from_padded_rows(encoding: str, order: l
     np.testing.assert_array_equal(out, arr[..., order])
 
 
+@pytest.mark.parametrize(
+    ('encoding', 'red'),
+    [('bayer_rggb8', (0, 0)), ('bayer_bggr8', (1, 1)), ('bayer_gbrg8', (1, 0)), ('bayer_grbg8', (0, 1))],
+)
+def test_a_bayer_mosaic_gives_each_cell_its_colour(encoding: str, red: tuple[int, int]) -> None:
+    cells = np.random.default_rng(0).integers(0, 256, (3, 4, 3), dtype=np.uint8)  # one colour per 2x2 cell
+    rgb = cells.repeat(2, axis=0).repeat(2, axis=1)  # a 6 x 8 frame
+    rows, cols = np.indices(rgb.shape[:2])
+    at_red = (rows % 2 == red[0]) & (cols % 2 == red[1])
+    at_blue = (rows % 2 != red[0]) & (cols % 2 != red[1])
+    mosaic = np.where(at_red, rgb[..., 0], np.where(at_blue, rgb[..., 2], rgb[..., 1])).astype(np.uint8)
+    np.testing.assert_array_equal(to_rgb8(image_to_array(array_to_image(mosaic, encoding)), encoding), rgb)
+
+
+@pytest.mark.parametrize(
+    ('encoding', 'order'), [('yuv422', 'UYVY'), ('uyvy', 'UYVY'), ('yuv422_yuy2', 'YUYV'), ('yuyv', 'YUYV')]
+)
+def test_packed_yuv422_decodes_with_bt601_video_range(encoding: str, order: str) -> None:
+    rgb = np.array([[[255, 0, 0], [255, 0, 0], [40, 200, 90], [40, 200, 90]]], np.float32)  # pixel pairs share U, V
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = 16 + 0.257 * r + 0.504 * g + 0.098 * b  # the inverse of the decoder's BT.601 video-range matrix
+    u = 128 - 0.148 * r - 0.291 * g + 0.439 * b
+    v = 128 + 0.439 * r - 0.368 * g - 0.071 * b
+    planes = {'Y': y, 'U': u, 'V': v}
+    pairs = [[planes[c][0, 2 * k + (1 if c == 'Y' and i > 1 else 0)] for i, c in enumerate(order)] for k in range(2)]
+    packed = np.round(np.array(pairs)).astype(np.uint8).reshape(1, 4, 2)
+    out = to_rgb8(image_to_array(array_to_image(packed, encoding)), encoding)
+    assert out.shape == (1, 4, 3)
+    np.testing.assert_allclose(out, rgb, atol=3)
+
+
+def test_bayer_and_yuv422_frames_of_odd_size_are_refused() -> None:
+    with pytest.raises(ConversionError, match='even size, not 5 x 4'):
+        to_rgb8(np.zeros((4, 5), np.uint8), 'bayer_rggb8')
+    with pytest.raises(ConversionError, match='even width, not 3'):
+        to_rgb8(np.zeros((2, 3, 2), np.uint8), 'yuv422_yuy2')
+
+
 @pytest.mark.parametrize('fmt', ['png', 'jpeg'])
 def test_compressed_decodes(fmt: str) -> None:
     arr = np.zeros((8, 12, 3), np.uint8)
@@ -139,7 +177,7 @@ _GOOD = array_to_image(np.zeros((4, 5, 3), np.uint8), 'rgb8')
 @pytest.mark.parametrize(
     ('img', 'message'),
     [
-        (replace(_GOOD, encoding='yuv422'), "unsupported image encoding 'yuv422'"),
+        (replace(_GOOD, encoding='nv21'), "unsupported image encoding 'nv21'"),
         (replace(_GOOD, step=14), 'step 14 is smaller'),
         (replace(_GOOD, data=_GOOD.data[:-1]), 'data is 59 bytes'),
         (replace(_GOOD, height=5), 'data is 60 bytes'),

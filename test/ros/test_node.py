@@ -165,6 +165,19 @@ def test_camera_outputs(harness: Harness) -> None:
     np.testing.assert_array_equal(blended[0, 0], [(100 + 100) // 2, (100 + 150) // 2, (100 + 245) // 2])
 
 
+@pytest.mark.parametrize(
+    ('encoding', 'frame'),
+    [('bayer_grbg8', np.full((30, 40), 100, np.uint8)), ('yuv422_yuy2', np.full((30, 40, 2), [100, 128], np.uint8))],
+)
+def test_raw_bayer_and_yuv_frames_from_camera_drivers_are_segmented(harness: Harness, encoding, frame) -> None:
+    harness.listen('labels', 'overlay')
+    harness.image_pub.publish(image_message(array_to_image(frame, encoding), header(2, 'camera')))
+    assert spin_until(harness.executor, lambda: harness.got['labels'] and harness.got['overlay'])
+    assert (image_to_array(harness.got['labels'][0]) == 10).all()
+    grey = image_to_array(harness.got['overlay'][0])[0, 0].astype(int) * 2 - [100, 150, 245]  # undo the car colour
+    np.testing.assert_allclose(grey, 100 if encoding.startswith('bayer') else round(1.164 * 84), atol=2)
+
+
 def test_compressed_frames_come_from_the_remapped_topic_and_a_bad_one_is_counted(ros_context, registry) -> None:
     params = {'model_dir': str(registry.root), 'enable_lidar': False, 'image_transport': 'compressed'}
     h = Harness(ros_context, params, image_topic='/cam/front')
