@@ -28,8 +28,9 @@ FIELDS = ('latency_total_p50_ms', 'latency_total_p95_ms', 'frames_in')
 
 def trial(source: Path, model_dir: Path, recording: Path, report: Path) -> dict[str, dict[str, float]]:
     """One fresh node importing ``css_perception`` from ``source``, one playback: per modality, FIELDS."""
+    # The main job's DDS settings (scripts/demo.py): a private domain, clouds over Fast DDS's LARGE_DATA transports.
     env = {**os.environ, 'PYTHONPATH': str(source), 'ROS_DOMAIN_ID': str(random.randint(1, 101)),
-           'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'}  # fmt: skip
+           'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'}  # fmt: skip
     with live_node(Path(sys.executable).parent, model_dir, env):
         diagnostics = play_and_monitor(Path(sys.executable).parent, recording, report, env).get('diagnostics', {})
     return {m: {f: float(diagnostics[f'/segment_node: {m}'][f]) for f in FIELDS}
